@@ -1,0 +1,79 @@
+//! A Fenwick (binary indexed) tree over the ticket ring: one counter per ring slot (1 when the
+//! slot holds a live ticket), so that "how many live tickets stand before this one" and "which
+//! is the k-th live ticket" cost O(log n) whatever the length of the queue.
+//!
+//! The tree is a plain `[u32]` so that it can live in shared memory. Index `i` of the ring is
+//! node `i + 1` of the tree; `tree[0]` is unused.
+
+/// Adds `delta` (+1 or -1) to ring slot `index`.
+pub fn add(tree: &mut [u32], index: usize, delta: i32) {
+    let mut i = index + 1;
+    while i < tree.len() {
+        tree[i] = tree[i].wrapping_add_signed(delta);
+        i += i & i.wrapping_neg();
+    }
+}
+
+/// Sum of the counters of ring slots `0..end`.
+pub fn prefix(tree: &[u32], end: usize) -> u64 {
+    let mut i = end.min(tree.len().saturating_sub(1));
+    let mut sum = 0u64;
+    while i > 0 {
+        sum += u64::from(tree[i]);
+        i &= i - 1;
+    }
+    sum
+}
+
+/// The ring slot holding the `k`-th (1-based) counted element in slot order, if there are
+/// at least `k`.
+pub fn find_kth(tree: &[u32], mut k: u64) -> Option<usize> {
+    let n = tree.len().saturating_sub(1);
+    if k == 0 || n == 0 {
+        return None;
+    }
+    let mut pos = 0usize;
+    let mut step = 1usize << (usize::BITS - 1 - n.leading_zeros());
+    while step > 0 {
+        let next = pos + step;
+        if next <= n && u64::from(tree[next]) < k {
+            pos = next;
+            k -= u64::from(tree[next]);
+        }
+        step >>= 1;
+    }
+    // `pos` is the longest prefix with fewer than k elements: slot `pos` holds the k-th.
+    (pos < n).then_some(pos)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn matches_a_plain_array(n in 1usize..200, ops in proptest::collection::vec((0usize..200, any::<bool>()), 0..400)) {
+            let mut tree = vec![0u32; n + 1];
+            let mut plain = vec![0u32; n];
+            for (i, on) in ops {
+                let i = i % n;
+                let want = u32::from(on);
+                if plain[i] != want {
+                    add(&mut tree, i, if on { 1 } else { -1 });
+                    plain[i] = want;
+                }
+            }
+            let mut running = 0u64;
+            for end in 0..=n {
+                prop_assert_eq!(prefix(&tree, end), running);
+                if end < n { running += u64::from(plain[end]); }
+            }
+            let ones: Vec<usize> = (0..n).filter(|&i| plain[i] == 1).collect();
+            for (k, &slot) in ones.iter().enumerate() {
+                prop_assert_eq!(find_kth(&tree, k as u64 + 1), Some(slot));
+            }
+            prop_assert_eq!(find_kth(&tree, ones.len() as u64 + 1), None);
+        }
+    }
+}

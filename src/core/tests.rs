@@ -1,0 +1,333 @@
+//! Property tests of the room over random sequences of arrivals, polls, departures, sweeps
+//! and the passing of time.
+
+use super::room::*;
+use proptest::prelude::*;
+
+const T: Timing = Timing {
+    session_ms: 60_000,
+    idle_ms: 20_000,
+    queue_timeout_ms: 30_000,
+    claim_window_ms: 10_000,
+};
+
+fn region(bytes: usize) -> Vec<u64> {
+    vec![0u64; bytes / 8]
+}
+
+fn bytes(v: &mut [u64]) -> &mut [u8] {
+    // SAFETY: u8 has no alignment or validity requirement; the length is the same bytes.
+    unsafe { core::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, v.len() * 8) }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Arrive,
+    Poll(usize),
+    PollAll,
+    Visit(usize),
+    LeaveSession(usize),
+    LeaveTicket(usize),
+    Sweep,
+    Wait(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => Just(Op::Arrive),
+        3 => any::<usize>().prop_map(Op::Poll),
+        2 => Just(Op::PollAll),
+        2 => any::<usize>().prop_map(Op::Visit),
+        1 => any::<usize>().prop_map(Op::LeaveSession),
+        1 => any::<usize>().prop_map(Op::LeaveTicket),
+        2 => Just(Op::Sweep),
+        3 => (0u64..15_000).prop_map(Op::Wait),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Capacity is never exceeded, called tickets always lead the queue, every live ticket's
+    /// position is its rank, and nobody is admitted directly past a waiting ticket.
+    #[test]
+    fn invariants_hold(max_active in 1u32..6, ops in proptest::collection::vec(op(), 1..300)) {
+        let mut mem = region(64 * 1024);
+        let mut room = Room::create(bytes(&mut mem), 8, max_active, b"k").unwrap();
+        let mut now = 1_000_000u64;
+        let mut tickets: Vec<TicketRef> = Vec::new();
+        let mut sessions: Vec<SessionRef> = Vec::new();
+        let mut joined = 0u64;
+        for op in ops {
+            match op {
+                Op::Arrive => {
+                    let before = room.snapshot();
+                    match room.enter(now, &T) {
+                        Entry::Admitted(s) => {
+                            let after = room.snapshot();
+                            prop_assert_eq!(after.queue_length, after.called as u64, "admitted past a waiting ticket");
+                            prop_assert!(before.active_sessions < max_active);
+                            sessions.push(s);
+                        }
+                        Entry::Queued { ticket, position } => {
+                            prop_assert!(ticket.number >= joined, "ticket numbers only grow");
+                            joined = ticket.number + 1;
+                            prop_assert_eq!(position, room.snapshot().queue_length);
+                            tickets.push(ticket);
+                        }
+                        Entry::Full => {}
+                    }
+                }
+                Op::Poll(i) if !tickets.is_empty() => {
+                    let t = tickets[i % tickets.len()];
+                    match room.poll(t, now, &T) {
+                        Poll::Admitted(s) => { sessions.push(s); tickets.retain(|x| *x != t); }
+                        Poll::Lost => tickets.retain(|x| *x != t),
+                        Poll::Waiting { .. } => {}
+                    }
+                }
+                Op::PollAll => {
+                    for t in tickets.clone() {
+                        match room.poll(t, now, &T) {
+                            Poll::Admitted(s) => { sessions.push(s); tickets.retain(|x| *x != t); }
+                            Poll::Lost => tickets.retain(|x| *x != t),
+                            Poll::Waiting { .. } => {}
+                        }
+                    }
+                }
+                Op::Visit(i) if !sessions.is_empty() => {
+                    let s = sessions[i % sessions.len()];
+                    if !room.touch_session(s, now, &T) { sessions.retain(|x| *x != s); }
+                }
+                Op::LeaveSession(i) if !sessions.is_empty() => {
+                    let s = sessions.remove(i % sessions.len());
+                    room.leave_session(s, now, &T);
+                    prop_assert!(!room.touch_session(s, now, &T));
+                }
+                Op::LeaveTicket(i) if !tickets.is_empty() => {
+                    let t = tickets.remove(i % tickets.len());
+                    prop_assert!(room.leave_ticket(t, now, &T) || room.position(t).is_none());
+                    prop_assert_eq!(room.poll(t, now, &T), Poll::Lost);
+                }
+                Op::Sweep => { room.sweep(now, &T, 16); }
+                Op::Wait(ms) => now += ms,
+                _ => {}
+            }
+            room.check_invariants();
+            // Positions of the tickets still live are 1..n in number order.
+            let mut live: Vec<(u64, u64)> = tickets.iter().filter_map(|t| room.position(*t).map(|p| (t.number, p))).collect();
+            live.sort();
+            for w in live.windows(2) {
+                prop_assert!(w[0].1 < w[1].1, "positions follow ticket order");
+            }
+            if let Some(last) = live.last() { prop_assert!(last.1 <= room.snapshot().queue_length); }
+        }
+    }
+
+    /// Visitors who keep polling never lose their place, and are admitted in ticket order.
+    #[test]
+    fn diligent_visitors_are_served_in_order(max_active in 1u32..5, arrivals in 1usize..60, stay in 1u64..5) {
+        let mut mem = region(64 * 1024);
+        let mut room = Room::create(bytes(&mut mem), 8, max_active, b"k").unwrap();
+        let mut now = 1_000_000u64;
+        let mut waiting: Vec<TicketRef> = Vec::new();
+        let mut inside: Vec<(SessionRef, u64)> = Vec::new();
+        let mut admitted: Vec<(u32, u64)> = Vec::new();
+        for _ in 0..arrivals {
+            match room.enter(now, &T) {
+                Entry::Admitted(s) => inside.push((s, now + stay * 1000)),
+                Entry::Queued { ticket, .. } => waiting.push(ticket),
+                Entry::Full => prop_assert!(false, "queue full"),
+            }
+        }
+        for round in 0..10_000u32 {
+            if waiting.is_empty() { break; }
+            now += 1000;
+            inside.retain(|(s, until)| {
+                if now >= *until { room.leave_session(*s, now, &T); false } else { true }
+            });
+            // Poll in reverse order, to show the order comes from the room, not the callers.
+            for t in waiting.clone().into_iter().rev() {
+                match room.poll(t, now, &T) {
+                    Poll::Admitted(s) => {
+                        admitted.push((round, t.number));
+                        inside.push((s, now + stay * 1000));
+                        waiting.retain(|x| *x != t);
+                    }
+                    Poll::Lost => prop_assert!(false, "a diligent visitor lost their place"),
+                    Poll::Waiting { position } => prop_assert!(position >= 1),
+                }
+            }
+            room.sweep(now, &T, 64);
+            room.check_invariants();
+            prop_assert!(room.snapshot().active_sessions <= max_active);
+        }
+        prop_assert!(waiting.is_empty(), "the queue stalled");
+        // Claims in one round may come in any order; calls are in ticket order, so any
+        // ticket admitted in an earlier round has a smaller number.
+        let mut before_max: Option<u64> = None;
+        let mut round_max: Option<u64> = None;
+        let mut current = 0;
+        for (round, number) in admitted {
+            if round != current {
+                before_max = before_max.max(round_max);
+                round_max = None;
+                current = round;
+            }
+            prop_assert!(before_max.is_none_or(|m| m < number), "admitted out of ticket order");
+            round_max = round_max.max(Some(number));
+        }
+    }
+}
+
+#[test]
+fn a_no_show_at_the_head_is_skipped_after_the_claim_window() {
+    let mut mem = region(64 * 1024);
+    let mut room = Room::create(bytes(&mut mem), 4, 1, b"k").unwrap();
+    let mut now = 1_000_000;
+    let Entry::Admitted(first) = room.enter(now, &T) else { panic!() };
+    let Entry::Queued { ticket: absent, .. } = room.enter(now, &T) else { panic!() };
+    let Entry::Queued { ticket: patient, position } = room.enter(now, &T) else { panic!() };
+    assert_eq!(position, 2);
+    assert!(room.leave_session(first, now, &T));
+    // `absent` is called but never comes back; `patient` keeps polling.
+    for _ in 0..10 {
+        now += 1000;
+        assert_eq!(room.poll(patient, now, &T), Poll::Waiting { position: 2 });
+        room.sweep(now, &T, 100);
+    }
+    now += 1000;
+    room.sweep(now, &T, 100);
+    assert!(matches!(room.poll(patient, now, &T), Poll::Admitted(_)));
+    assert_eq!(room.poll(absent, now, &T), Poll::Lost);
+    assert_eq!(room.snapshot().tickets_missed, 1);
+    room.check_invariants();
+}
+
+#[test]
+fn a_ticket_not_seen_for_the_queue_timeout_is_lost() {
+    let mut mem = region(64 * 1024);
+    let mut room = Room::create(bytes(&mut mem), 4, 1, b"k").unwrap();
+    let mut now = 1_000_000;
+    let Entry::Admitted(inside) = room.enter(now, &T) else { panic!() };
+    let Entry::Queued { ticket: gone, .. } = room.enter(now, &T) else { panic!() };
+    let Entry::Queued { ticket: stays, .. } = room.enter(now, &T) else { panic!() };
+    for _ in 0..40 {
+        now += 1000;
+        assert!(room.touch_session(inside, now, &T));
+        room.poll(stays, now, &T);
+        room.sweep(now, &T, 100);
+    }
+    assert_eq!(room.poll(gone, now, &T), Poll::Lost);
+    assert_eq!(room.poll(stays, now, &T), Poll::Waiting { position: 1 });
+    assert_eq!(room.snapshot().tickets_abandoned, 1);
+}
+
+#[test]
+fn sessions_expire_by_idle_and_by_lifetime() {
+    let mut mem = region(64 * 1024);
+    let mut room = Room::create(bytes(&mut mem), 4, 2, b"k").unwrap();
+    let mut now = 1_000_000;
+    let Entry::Admitted(idle) = room.enter(now, &T) else { panic!() };
+    let Entry::Admitted(busy) = room.enter(now, &T) else { panic!() };
+    for _ in 0..25 {
+        now += 1000;
+        assert!(room.touch_session(busy, now, &T));
+    }
+    room.sweep(now, &T, 100);
+    assert!(!room.touch_session(idle, now, &T));
+    assert_eq!(room.snapshot().active_sessions, 1);
+    for _ in 0..40 {
+        now += 1000;
+        room.touch_session(busy, now, &T);
+    }
+    assert!(!room.touch_session(busy, now, &T), "no session outlives session_ms");
+    assert_eq!(room.snapshot().active_sessions, 0);
+}
+
+#[test]
+fn a_full_ring_refuses_and_recovers() {
+    let len = Layout::min_region_len(1);
+    let mut mem = region(len.div_ceil(8) * 8);
+    let mut room = Room::create(bytes(&mut mem), 1, 1, b"k").unwrap();
+    let cap = room.snapshot().queue_capacity;
+    let now = 1_000_000;
+    let Entry::Admitted(_) = room.enter(now, &T) else { panic!() };
+    let mut first = None;
+    for _ in 0..cap {
+        let Entry::Queued { ticket, .. } = room.enter(now, &T) else {
+            panic!("queue full too early")
+        };
+        first.get_or_insert(ticket);
+    }
+    assert_eq!(room.enter(now, &T), Entry::Full);
+    assert!(room.leave_ticket(first.unwrap(), now, &T));
+    assert!(matches!(room.enter(now, &T), Entry::Queued { .. }));
+    room.check_invariants();
+}
+
+#[test]
+fn positions_at_a_million_tickets() {
+    let len = Layout::min_region_len(16) + 1_000_000 * BYTES_PER_TICKET;
+    let mut mem = region(len.div_ceil(8) * 8);
+    let mut room = Room::create(bytes(&mut mem), 16, 16, b"k").unwrap();
+    let now = 1_000_000;
+    let mut last = None;
+    for _ in 0..16 {
+        room.enter(now, &T);
+    }
+    for _ in 0..1_000_000 {
+        if let Entry::Queued { ticket, .. } = room.enter(now, &T) {
+            last = Some(ticket);
+        }
+    }
+    assert_eq!(room.snapshot().queue_length, 1_000_000);
+    assert_eq!(room.position(last.unwrap()), Some(1_000_000));
+}
+
+#[test]
+fn attach_finds_the_room_again_and_rejects_other_layouts() {
+    let mut mem = region(64 * 1024);
+    {
+        let mut room = Room::create(bytes(&mut mem), 8, 3, b"secret").unwrap();
+        room.enter(1, &T);
+    }
+    let room = Room::attach(bytes(&mut mem)).unwrap();
+    assert_eq!(room.snapshot().active_sessions, 1);
+    assert_eq!(room.key(), b"secret");
+    let mut other = region(64 * 1024);
+    assert_eq!(Room::attach(bytes(&mut other)).err(), Some(AttachError::NotARoom));
+    let short = &mut bytes(&mut mem)[..32 * 1024];
+    assert_eq!(Room::attach(short).err(), Some(AttachError::LayoutChanged));
+}
+
+#[test]
+fn the_estimate_waits_for_a_measured_pace() {
+    let mut mem = region(64 * 1024);
+    let mut room = Room::create(bytes(&mut mem), 4, 1, b"k").unwrap();
+    let mut now = 1_000_000;
+    let Entry::Admitted(mut inside) = room.enter(now, &T) else { panic!() };
+    let mut line = Vec::new();
+    for _ in 0..20 {
+        let Entry::Queued { ticket, .. } = room.enter(now, &T) else { panic!() };
+        line.push(ticket);
+    }
+    room.sweep(now, &T, 100);
+    assert_eq!(room.eta_seconds(5), None, "no pace measured yet");
+    // One admission every 2 seconds: 30 a minute.
+    for _ in 0..6 {
+        now += 2000;
+        room.leave_session(inside, now, &T);
+        let next = line.remove(0);
+        let Poll::Admitted(s) = room.poll(next, now, &T) else { panic!() };
+        inside = s;
+        for t in &line {
+            room.poll(*t, now, &T);
+        }
+        room.sweep(now, &T, 100);
+    }
+    let eta = room.eta_seconds(10).unwrap();
+    assert!((15..=25).contains(&eta), "10 ahead at 30/min is about 20 s, got {eta}");
+    let avg = room.snapshot().avg_wait_seconds.unwrap();
+    assert!(avg > 0.0);
+}

@@ -1,0 +1,205 @@
+//! The signed cookie a visitor carries: either a queue ticket or an admitted session.
+//!
+//! Wire form: `base64url(payload) "." base64url(mac)`, where the payload is a fixed 50-byte
+//! little-endian record and the MAC is HMAC-SHA256 over the payload, truncated to 16 bytes.
+//! Anything that does not parse, carries another room's tag or an older format, fails the MAC
+//! (compared in constant time) or has expired is simply not a token.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+/// Format version carried in every token; bump when the payload changes.
+pub const VERSION: u8 = 1;
+const PAYLOAD_LEN: usize = 50;
+const MAC_LEN: usize = 16;
+/// Longest cookie value we accept; anything longer is not looked at.
+pub const MAX_ENCODED_LEN: usize = 128;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A place in the queue: `number` is the ticket number.
+    Ticket = 1,
+    /// An admitted visitor: `number` is the session slot, `id` the session id.
+    Session = 2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Token {
+    pub kind: Kind,
+    pub number: u64,
+    pub id: u64,
+    pub visitor: u64,
+    /// Seconds since the Unix epoch.
+    pub issued: u64,
+    /// Seconds since the Unix epoch; the token is void from then on.
+    pub expires: u64,
+}
+
+/// Signs and verifies the tokens of one room.
+#[derive(Clone)]
+pub struct Signer {
+    mac: Hmac<Sha256>,
+    room_tag: u64,
+}
+
+/// A stable 64-bit tag for a room's name, so that one room's cookie is void in another.
+pub fn room_tag(room: &str) -> u64 {
+    let digest = Sha256::digest([b"waiting_room:".as_slice(), room.as_bytes()].concat());
+    let mut tag = [0u8; 8];
+    tag.copy_from_slice(&digest[..8]);
+    u64::from_le_bytes(tag)
+}
+
+impl Signer {
+    /// `key` is the room's secret (the configuration demands at least 32 bytes). HMAC takes
+    /// keys of any length, so `None` is only a formality of the `hmac` crate's API.
+    pub fn new(key: &[u8], room: &str) -> Option<Self> {
+        let mac = <Hmac<Sha256> as Mac>::new_from_slice(key).ok()?;
+        Some(Signer { mac, room_tag: room_tag(room) })
+    }
+
+    fn payload(&self, t: &Token) -> [u8; PAYLOAD_LEN] {
+        let mut p = [0u8; PAYLOAD_LEN];
+        p[0] = VERSION;
+        p[1] = t.kind as u8;
+        p[2..10].copy_from_slice(&self.room_tag.to_le_bytes());
+        p[10..18].copy_from_slice(&t.number.to_le_bytes());
+        p[18..26].copy_from_slice(&t.id.to_le_bytes());
+        p[26..34].copy_from_slice(&t.visitor.to_le_bytes());
+        p[34..42].copy_from_slice(&t.issued.to_le_bytes());
+        p[42..50].copy_from_slice(&t.expires.to_le_bytes());
+        p
+    }
+
+    fn mac(&self, payload: &[u8]) -> [u8; MAC_LEN] {
+        let mut mac = self.mac.clone();
+        mac.update(payload);
+        let full = mac.finalize().into_bytes();
+        let mut out = [0u8; MAC_LEN];
+        out.copy_from_slice(&full[..MAC_LEN]);
+        out
+    }
+
+    /// The cookie value for `t`.
+    pub fn encode(&self, t: &Token) -> String {
+        let payload = self.payload(t);
+        let mac = self.mac(&payload);
+        let mut s = String::with_capacity(112);
+        URL_SAFE_NO_PAD.encode_string(payload, &mut s);
+        s.push('.');
+        URL_SAFE_NO_PAD.encode_string(mac, &mut s);
+        s
+    }
+
+    /// The token in `value`, if it is one of ours, for this room, intact and unexpired at
+    /// `now` (seconds since the epoch).
+    pub fn decode(&self, value: &[u8], now: u64) -> Option<Token> {
+        if value.len() > MAX_ENCODED_LEN {
+            return None;
+        }
+        let dot = value.iter().position(|&b| b == b'.')?;
+        let (p64, m64) = (&value[..dot], &value[dot + 1..]);
+        let mut payload = [0u8; PAYLOAD_LEN];
+        let mut mac = [0u8; MAC_LEN];
+        if URL_SAFE_NO_PAD.decode_slice(p64, &mut payload).ok()? != PAYLOAD_LEN
+            || URL_SAFE_NO_PAD.decode_slice(m64, &mut mac).ok()? != MAC_LEN
+        {
+            return None;
+        }
+        let expected = self.mac(&payload);
+        if !constant_time_eq(&expected, &mac) {
+            return None;
+        }
+        let word = |at: usize| {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(&payload[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        if payload[0] != VERSION || word(2) != self.room_tag {
+            return None;
+        }
+        let kind = match payload[1] {
+            1 => Kind::Ticket,
+            2 => Kind::Session,
+            _ => return None,
+        };
+        let t = Token {
+            kind,
+            number: word(10),
+            id: word(18),
+            visitor: word(26),
+            issued: word(34),
+            expires: word(42),
+        };
+        (now < t.expires).then_some(t)
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn signer(room: &str, key: u8) -> Signer {
+        Signer::new(&[key; 32], room).unwrap()
+    }
+
+    fn sample() -> Token {
+        Token { kind: Kind::Session, number: 7, id: 42, visitor: 99, issued: 1000, expires: 2000 }
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = signer("shop", 7);
+        let t = sample();
+        let v = s.encode(&t);
+        assert!(v.len() <= MAX_ENCODED_LEN);
+        assert_eq!(s.decode(v.as_bytes(), 1500), Some(t));
+    }
+
+    #[test]
+    fn expired_foreign_or_rekeyed_is_void() {
+        let s = signer("shop", 7);
+        let v = s.encode(&sample());
+        assert_eq!(s.decode(v.as_bytes(), 2000), None);
+        assert_eq!(signer("tickets", 7).decode(v.as_bytes(), 1500), None);
+        assert_eq!(signer("shop", 8).decode(v.as_bytes(), 1500), None);
+    }
+
+    #[test]
+    fn garbage_is_void() {
+        let s = signer("shop", 7);
+        for v in ["", ".", "abc", "abc.def", &"a".repeat(500), "????.????"] {
+            assert_eq!(s.decode(v.as_bytes(), 0), None);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_single_byte_change_is_void(pos in 0usize..200, byte in any::<u8>()) {
+            let s = signer("shop", 7);
+            let v = s.encode(&sample()).into_bytes();
+            let pos = pos % v.len();
+            prop_assume!(v[pos] != byte);
+            let mut w = v.clone();
+            w[pos] = byte;
+            // Base64 has spare low bits in its last character; a change there may decode to
+            // the same bytes, which is the same token, not a forgery.
+            if let Some(t) = s.decode(&w, 1500) {
+                prop_assert_eq!(t, sample());
+            }
+        }
+
+        #[test]
+        fn arbitrary_input_never_panics(v in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let s = signer("shop", 7);
+            let _ = s.decode(&v, 0);
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! ngx waiting room: a virtual waiting room for nginx.
+
+pub mod core;
