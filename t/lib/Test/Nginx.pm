@@ -2,8 +2,8 @@ package Test::Nginx;
 
 # Our own implementation of the part of the nginx-tests harness API
 # (nginx/nginx-tests, lib/Test/Nginx.pm) that this project's tests use.
-# The semantics follow upstream so a .t file runs unchanged with either
-# harness in t/lib; deviations are limited to extra bounded waiting.
+# Semantics follow upstream so that a .t file runs unchanged with either
+# harness in t/lib; the only deviations are extra, bounded waiting.
 
 use warnings;
 use strict;
@@ -11,9 +11,7 @@ use strict;
 use base qw/ Exporter /;
 
 our @EXPORT = qw/ log_in log_out http http_get http_head port /;
-our @EXPORT_OK = qw/ http_start http_end http_content
-	http_gzip_request http_gzip_like /;
-our %EXPORT_TAGS = (gzip => [ qw/ http_gzip_request http_gzip_like / ]);
+our @EXPORT_OK = qw/ http_start http_end http_content /;
 
 use File::Basename qw/ dirname /;
 use File::Glob qw/ bsd_glob /;
@@ -24,27 +22,26 @@ use IO::Socket;
 use POSIX qw/ WNOHANG /;
 use Test::More qw//;
 
-# Test::Builder looks for $TODO in the package calling is(); the final
+# Test::Builder takes $TODO from the package calling is(): the final
 # "no alerts" check is made from here.
 our $TODO;
 
-# Ports handed out by port(), shared by all instances like upstream.
+# Ports handed out by port(), shared by all instances as upstream does.
 our %ports;
 
 # Default binary: the nginx that nginx-sys built for this repository
-# (repository root = parent of t/, found from this file or the cwd).
+# (repository root = parent of t/, found from this file, else the cwd).
 sub _default_binary {
 	my $root = dirname(dirname(dirname(dirname(
 		File::Spec->rel2abs(__FILE__)))));
 	for my $base ($root, File::Spec->rel2abs('.')) {
 		for my $profile (qw/ release debug /) {
-			my @found = sort { -M $a <=> -M $b } grep { -x }
-				bsd_glob("$base/target/$profile/build/"
-				. "nginx-sys-*/out/objs/nginx");
+			my @found = sort { -M $a <=> -M $b } grep { -x } bsd_glob(
+				"$base/target/$profile/build/nginx-sys-*/out/objs/nginx");
 			return $found[0] if @found;
 		}
 	}
-	return "$root/target/release/build/nginx-sys-NOTFOUND/out/objs/nginx";
+	return "$root/target/{release,debug}/build/nginx-sys-*/out/objs/nginx";
 }
 
 our $NGINX = defined $ENV{TEST_NGINX_BINARY}
@@ -53,17 +50,14 @@ our $NGINX = defined $ENV{TEST_NGINX_BINARY}
 sub new {
 	my ($class) = @_;
 	my $self = bless { _pid => $$, _alerts => 1 }, $class;
-
 	$self->{_testdir} = tempdir('nginx-test-XXXXXXXXXX', TMPDIR => 1)
 		or die "Can't create temp directory: $!\n";
-
 	Test::More::BAIL_OUT("no $NGINX binary found") unless -x $NGINX;
-
 	return $self;
 }
 
-# Checks and cleanup run when the test's $t goes away (for a file-scoped
-# lexical that is before Test::Builder's END-time plan check).
+# Final checks and cleanup happen when the test's $t is destroyed; for a
+# file-scoped lexical that is before Test::Builder's END-time plan check.
 sub DESTROY {
 	my ($self) = @_;
 	local ($?, $@);
@@ -82,7 +76,6 @@ sub DESTROY {
 		my @alerts = grep { /.\[alert\]./ } split /\n/, $log;
 		Test::More::is(join("\n", @alerts), '', 'no alerts');
 	}
-
 	if (Test::More->builder->expected_tests) {
 		local $TODO;
 		my @san = grep { /.Sanitizer./ } split /\n/, $log;
@@ -90,7 +83,6 @@ sub DESTROY {
 	}
 
 	print $log if $ENV{TEST_NGINX_CATLOG};
-
 	if ($ENV{TEST_NGINX_LEAVE}) {
 		Test::More::diag("test directory left: $self->{_testdir}");
 	} else {
@@ -117,43 +109,34 @@ sub _configure_args {
 	return $self->{_configure_args};
 }
 
-# Modules nginx builds unless told --without-... (regex of that option),
-# modules needing an explicit --with-...; any other name is matched as a
+# Modules built unless configure got the --without-... option matched here;
+# modules that need an explicit --with-...; any other name is used as a
 # regex against the nginx -V output.
-my %WITHOUT = (
-	http => '--without-http(?!\S)',
-	cache => '--without-http-cache',
-	pcre => '--without-pcre',
-);
-$WITHOUT{$_} = "--without-http_${_}(?:_module|(?!\\S))" for qw/ charset gzip
-	ssi mirror userid access auth_basic autoindex geo map referer rewrite
-	proxy fastcgi uwsgi scgi grpc memcached limit_conn limit_req empty_gif
-	browser split_clients upstream_hash upstream_ip_hash upstream_least_conn
-	upstream_least_time upstream_random upstream_keepalive upstream_zone
-	upstream_sticky tunnel /;
+my %WITHOUT = (http => '--without-http(?!\S)',
+	cache => '--without-http-cache', pcre => '--without-pcre');
+$WITHOUT{$_} = "--without-http_${_}(?:_module|(?!\\S))" for qw/ charset
+	gzip ssi mirror userid access auth_basic autoindex geo map referer
+	rewrite proxy fastcgi uwsgi scgi grpc memcached limit_conn limit_req
+	empty_gif browser split_clients upstream_hash upstream_ip_hash
+	upstream_least_conn upstream_least_time upstream_random
+	upstream_keepalive upstream_zone upstream_sticky tunnel /;
 $WITHOUT{"stream_$_"} = "--without-stream_${_}_module" for qw/ access geo
 	limit_conn map pass return set split_clients upstream_hash
 	upstream_least_conn upstream_least_time upstream_random upstream_zone /;
 $WITHOUT{$_} = "--without-mail_${_}_module" for qw/ pop3 imap smtp /;
 
-my %WITH = map { $_ => "--with-http_${_}_module" }
-	qw/ flv perl auth_request realip sub /;
-$WITH{stream_ssl} = '--with-stream_ssl_module';
+my %WITH = (sni => 'TLS SNI support enabled',
+	stream_ssl => '--with-stream_ssl_module');
+$WITH{$_} = "--with-http_${_}_module" for qw/ flv perl auth_request realip
+	sub /;
 $WITH{$_} = "--with-$_(?:(?!\\S)|=dynamic)" for qw/ mail stream /;
-$WITH{sni} = 'TLS SNI support enabled';
 
-# Dynamic modules, in load order: %%TEST_GLOBALS%% loads those nginx -V
-# reports as =dynamic; has_module() also accepts them when loaded by a
-# load_module line in TEST_NGINX_GLOBALS.
-my @DYNAMIC = (
-	[ http_geoip => 'ngx_http_geoip_module' ],
-	[ image_filter => 'ngx_http_image_filter_module' ],
-	[ perl => 'ngx_http_perl_module' ],
-	[ xslt => 'ngx_http_xslt_filter_module' ],
-	[ mail => 'ngx_mail_module' ],
-	[ stream => 'ngx_stream_module' ],
-	[ stream_geoip => 'ngx_stream_geoip_module' ],
-);
+# Dynamic modules also count as present when TEST_NGINX_GLOBALS loads them.
+my %DYNAMIC = (http_geoip => 'ngx_http_geoip_module',
+	image_filter => 'ngx_http_image_filter_module',
+	perl => 'ngx_http_perl_module', xslt => 'ngx_http_xslt_filter_module',
+	mail => 'ngx_mail_module', stream => 'ngx_stream_module',
+	stream_geoip => 'ngx_stream_geoip_module');
 
 sub has_module {
 	my ($self, $f) = @_;
@@ -162,64 +145,27 @@ sub has_module {
 	return $args =~ /$WITHOUT{$f}/ ? 0 : 1 if $WITHOUT{$f};
 	return 1 if $args =~ (defined $WITH{$f} ? qr/$WITH{$f}/ : qr/$f/);
 
-	my ($so) = map { $_->[1] } grep { $_->[0] eq $f } @DYNAMIC;
-	return 1 if $so && defined $ENV{TEST_NGINX_GLOBALS}
-		&& $ENV{TEST_NGINX_GLOBALS}
+	my $so = $DYNAMIC{$f};
+	return 1 if $so && ($ENV{TEST_NGINX_GLOBALS} || '')
 		=~ /load_module\s+[^;]*\Q$so\E[-\w]*\.so\s*;/;
 	return 0;
 }
 
-sub _version_ge {
-	my ($have, $need) = @_;
-	my @have = @$have;
-	for my $n (@$need) {
-		my $h = shift @have || 0;
-		return $h > $n ? 1 : 0 if $h != $n;
-	}
-	return 1;
-}
-
+# Only the platform features; SSL/crypto library checks are not supported.
 sub has_feature {
 	my ($self, $f) = @_;
-
-	return $^O ne 'MSWin32' if $f =~ /^(?:symlink|unix|udp)$/;
-
-	if ($f =~ /^socket_ssl/) {
-		return 0 unless eval { require IO::Socket::SSL;
-			IO::Socket::SSL::SSL_VERIFY_NONE(); 1 };
-		return 1 if $f eq 'socket_ssl';
-		return IO::Socket::SSL->can_client_sni() ? 1 : 0
-			if $f eq 'socket_ssl_sni';
-		return IO::Socket::SSL->can_alpn() ? 1 : 0
-			if $f eq 'socket_ssl_alpn';
-		return IO::Socket::SSL->can('get_sslversion') ? 1 : 0
-			if $f eq 'socket_ssl_sslversion';
-		return IO::Socket::SSL->can('get_session_reused') ? 1 : 0
-			if $f eq 'socket_ssl_reused';
-		return 0;
-	}
-
-	# "openssl:1.1.1" or "libressl:3.5.0"; letter suffixes compare too
-	if ($f =~ /^(openssl|libressl):([0-9.]+)([a-z]*)/) {
-		my ($lib, $need, $letters) = ($1, $2, $3);
-		$self->_configure_args() =~ /with $lib ([0-9.]+)([a-z]*)/i
-			or return 0;
-		return _version_ge([ split(/\./, $1), unpack('C*', $2) ],
-			[ split(/\./, $need), unpack('C*', $letters) ]);
-	}
-
-	if ($f eq 'cryptx') {
-		return eval { require Crypt::Misc;
-			$Crypt::Misc::VERSION >= 0.067 } ? 1 : 0;
-	}
-
-	return 0;
+	return $f =~ /^(?:symlink|unix|udp)$/ && $^O ne 'MSWin32' ? 1 : 0;
 }
 
 sub has_version {
 	my ($self, $need) = @_;
 	my ($v) = $self->_configure_args() =~ m!nginx version: nginx/([0-9.]+)!;
-	return _version_ge([ split /\./, $v || '' ], [ split /\./, $need ]);
+	my @have = split /\./, $v || '';
+	for my $n (split /\./, $need) {
+		my $h = shift @have || 0;
+		return $h > $n ? 1 : 0 if $h != $n;
+	}
+	return 1;
 }
 
 sub has_daemon {
@@ -245,8 +191,8 @@ sub todo_alerts {
 
 ###############################################################################
 
-# Without %%TEST_GLOBALS%% in the config, pid and error log are still put
-# into the test directory via -g.
+# Without %%TEST_GLOBALS%% in the config, the pid file and the error log
+# still go to the test directory, through -g.
 sub _globals_args {
 	my ($self) = @_;
 	my $d = $self->{_testdir};
@@ -254,6 +200,7 @@ sub _globals_args {
 	return ('-g', "pid $d/nginx.pid; error_log $d/error.log debug;");
 }
 
+# run(), but a failure to start skips the whole file.
 sub try_run {
 	my ($self, $message) = @_;
 
@@ -261,10 +208,9 @@ sub try_run {
 	open STDERR, '>', File::Spec->devnull();
 	my $ok = eval { $self->run(); 1 };
 	open STDERR, '>&', $saved;
-
 	return $self if $ok;
 
-	log_core($self->read_file('error.log')) if -e "$self->{_testdir}/error.log";
+	log_core(eval { $self->read_file('error.log') });
 	Test::More::plan(skip_all => $message);
 	return $self;
 }
@@ -281,7 +227,6 @@ sub run {
 
 	my $pid = fork();
 	die "Unable to fork(): $!\n" unless defined $pid;
-
 	if ($pid == 0) {
 		{ exec($NGINX, '-p', "$d/", '-c', 'nginx.conf', '-e', 'error.log',
 			$self->_globals_args()); }
@@ -293,9 +238,9 @@ sub run {
 	if (!$self->waitforfile("$d/nginx.pid", $pid)) {
 		kill 'TERM', $pid;
 		_wait_exit($pid, 5) or kill 'KILL', $pid;
-		my $log = -e "$d/error.log" ? $self->read_file('error.log') : '';
-		my ($why) = reverse $log =~ /(\[emerg\].*)/g;
-		die "Can't start nginx" . ($why ? ": $why" : '') . "\n";
+		my @emerg = (eval { $self->read_file('error.log') } || '')
+			=~ /(\[emerg\].*)/g;
+		die "Can't start nginx" . (@emerg ? ": $emerg[-1]" : '') . "\n";
 	}
 
 	$self->{_child} = $pid;
@@ -303,29 +248,27 @@ sub run {
 	return $self;
 }
 
-# Reserve a free port for a test port number like 8080: try it first, then
-# random ones in the same block of 500; a socket of the other protocol on
-# the same port is kept open as a lock against concurrently running tests.
+# Reserve a free port for a test port number like 8080: that port itself
+# if free, else random ones in its block of 500.  A socket of the other
+# protocol stays bound to the port as a lock against parallel test runs.
 sub port {
 	my ($num, %opts) = @_;
 
 	if (!defined $ports{$num}) {
-		my ($lock_proto, $probe_proto) = $opts{udp}
-			? qw/ tcp udp / : qw/ udp tcp /;
+		my ($lock, $probe) = $opts{udp} ? qw/ tcp udp / : qw/ udp tcp /;
 		my $bind = sub {
 			my ($proto, $port) = @_;
-			# no SO_REUSEADDR on UDP: it would let locks be shared
+			# no SO_REUSEADDR on UDP: it would let the lock be shared
 			IO::Socket::INET->new(Proto => $proto,
 				LocalAddr => "127.0.0.1:$port",
 				$proto eq 'tcp' ? (Listen => 1, ReuseAddr => 1) : ());
 		};
-
 		for my $try (1 .. 10) {
 			my $port = $try == 1 ? $num
 				: int($num / 500) * 500 + int(rand(500));
-			my $lock = $bind->($lock_proto, $port) or next;
-			$bind->($probe_proto, $port) or next;
-			$ports{$num} = { port => $port, socket => $lock };
+			my $sock = $bind->($lock, $port) or next;
+			$bind->($probe, $port) or next;
+			$ports{$num} = { port => $port, socket => $sock };
 			last;
 		}
 		die "Port limit exceeded" unless defined $ports{$num};
@@ -335,23 +278,10 @@ sub port {
 	return $ports{$num}{port};
 }
 
-sub dump_config {
-	my ($self) = @_;
-	my $d = $self->{_testdir};
-	open my $out, '-|', $NGINX, '-T', '-p', "$d/", '-c', 'nginx.conf',
-		'-e', 'error.log', $self->_globals_args()
-		or return '';
-	local $/;
-	my $text = <$out>;
-	close $out;
-	return $text;
-}
-
 # Wait up to 5 s for a file to appear; give up early if $pid exits.
 sub waitforfile {
 	my ($self, $file, $pid) = @_;
 	my $exited;
-
 	for (1 .. 50) {
 		return 1 if -e $file;
 		return 0 if $exited;
@@ -364,10 +294,8 @@ sub waitforfile {
 # Wait up to 5 s for host:port to accept connections.
 sub waitforsocket {
 	my ($self, $peer) = @_;
-
 	for (1 .. 50) {
-		return 1 if IO::Socket::INET->new(Proto => 'tcp',
-			PeerAddr => $peer);
+		return 1 if IO::Socket::INET->new(Proto => 'tcp', PeerAddr => $peer);
 		select undef, undef, undef, 0.1;
 	}
 	return undef;
@@ -376,11 +304,10 @@ sub waitforsocket {
 sub _nginx_pid {
 	my ($self) = @_;
 	my $pid = eval { $self->read_file('nginx.pid') };
-	return $pid =~ /(\d+)/ ? $1 : $self->{_child} if defined $pid;
-	return $self->{_child};
+	return defined $pid && $pid =~ /(\d+)/ ? $1 : $self->{_child};
 }
 
-# True once $pid is gone (reaped if it is our child); bounded.
+# True once $pid is gone (reaped if it is our child); waits at most $secs.
 sub _wait_exit {
 	my ($pid, $secs) = @_;
 	for (1 .. $secs * 10) {
@@ -391,11 +318,11 @@ sub _wait_exit {
 	return 0;
 }
 
-# Upstream only sends HUP.  We also wait (at most 10 s) until new workers
-# have started and every old worker has logged that it is shutting down,
-# i.e. new connections can only reach the new configuration.  The log is
-# the error log at the "debug" level from %%TEST_GLOBALS%%; without the
-# notice lines there is nothing to wait for.
+# Upstream only sends HUP.  We also wait, at most 10 s, until new workers
+# have started and every old worker has logged "gracefully shutting down"
+# (it closes its listening sockets right after), so new connections reach
+# the new configuration only.  This reads the notice lines of the error
+# log at level "debug" from %%TEST_GLOBALS%%; without them, no wait.
 sub reload {
 	my ($self) = @_;
 	return $self unless $self->{_started};
@@ -412,17 +339,16 @@ sub reload {
 		select undef, undef, undef, 0.1;
 		my $new = substr(eval { $self->read_file('error.log') } || '',
 			length $log);
-		last if $new =~ /\[emerg\]/;	# rejected, old config stays
+		last if $new =~ /\[emerg\]/;	# rejected: the old config stays
 		next unless $new =~ /start worker process \d+/;
 		delete @old{ $new =~ /(\d+)#\d+: gracefully shutting down/g,
 			$new =~ /process (\d+) exited/g };
 	}
-
 	return $self;
 }
 
 # Graceful QUIT, waited for up to 90 s like upstream; then TERM and KILL
-# with bounded waits so that nothing hangs.
+# with bounded waits, so that nothing hangs.
 sub stop {
 	my ($self) = @_;
 	return $self unless $self->{_started};
@@ -440,7 +366,6 @@ sub stop {
 
 sub stop_daemons {
 	my ($self) = @_;
-
 	while ($self->{_daemons} && @{$self->{_daemons}}) {
 		my $pid = shift @{$self->{_daemons}};
 		kill 'TERM', $pid;
@@ -455,7 +380,6 @@ sub run_daemon {
 
 	my $pid = fork();
 	die "Can't fork daemon: $!\n" unless defined $pid;
-
 	if ($pid == 0) {
 		if (ref $code eq 'CODE') {
 			$code->(@args);
@@ -479,9 +403,7 @@ sub read_file {
 	open my $fh, '<', "$self->{_testdir}/$name"
 		or die "Can't open $name: $!";
 	local $/;
-	my $content = <$fh>;
-	close $fh;
-	return $content;
+	return scalar <$fh>;
 }
 
 sub write_file {
@@ -509,38 +431,20 @@ sub write_file_expand {
 	return $self->write_file($name, $content);
 }
 
-# Note: like upstream, no "user" directive is added when running as root.
+# Like upstream: no "user" directive when running as root (workers then run
+# as nobody), and no load_module lines of our own: TEST_NGINX_GLOBALS has
+# to carry them.
 sub test_globals {
 	my ($self) = @_;
-	return $self->{_test_globals} if defined $self->{_test_globals};
-
 	my $d = $self->{_testdir};
-	my $s = "pid $d/nginx.pid;\nerror_log $d/error.log debug;\n";
-	$s .= $ENV{TEST_NGINX_GLOBALS} if $ENV{TEST_NGINX_GLOBALS};
-
-	my $modules = File::Spec->rel2abs(defined $ENV{TEST_NGINX_MODULES}
-		? $ENV{TEST_NGINX_MODULES} : dirname($NGINX));
-	for (@DYNAMIC) {
-		my ($f, $so) = @$_;
-		my $re = $f =~ /^(?:mail|stream)$/ ? "$f=dynamic"
-			: "$f\\S+=dynamic";
-		$s .= "load_module $modules/$so.so;\n"
-			if $self->_configure_args() =~ /$re/;
-	}
-
-	if ($s !~ /env PERL5LIB/ && $self->has_module('perl')) {
-		my $objs = File::Spec->rel2abs(dirname($NGINX));
-		$s .= "env PERL5LIB=$objs/src/http/modules/perl:"
-			. "$objs/src/http/modules/perl/blib/arch;\n";
-	}
-
-	return $self->{_test_globals} = $s;
+	return $self->{_test_globals} //= "pid $d/nginx.pid;\n"
+		. "error_log $d/error.log debug;\n"
+		. ($ENV{TEST_NGINX_GLOBALS} || '');
 }
 
 sub test_globals_http {
 	my ($self) = @_;
-	return $self->{_test_globals_http}
-		if defined $self->{_test_globals_http};
+	return $self->{_test_globals_http} if defined $self->{_test_globals_http};
 
 	my $d = $self->{_testdir};
 	my $s = "root $d;\naccess_log $d/access.log;\n"
@@ -548,30 +452,28 @@ sub test_globals_http {
 	for my $m (qw/ fastcgi proxy uwsgi scgi /) {
 		$s .= "${m}_temp_path $d/${m}_temp;\n" if $self->has_module($m);
 	}
-	$s .= $ENV{TEST_NGINX_GLOBALS_HTTP} if $ENV{TEST_NGINX_GLOBALS_HTTP};
-
-	return $self->{_test_globals_http} = $s;
+	return $self->{_test_globals_http} = $s
+		. ($ENV{TEST_NGINX_GLOBALS_HTTP} || '');
 }
 
 sub test_globals_stream {
 	my ($self) = @_;
-	return $self->{_test_globals_stream} =
+	return $self->{_test_globals_stream} //=
 		$ENV{TEST_NGINX_GLOBALS_STREAM} || '';
 }
 
 ###############################################################################
 
-# Traffic is printed as "# >> " / "# << " lines with TEST_NGINX_VERBOSE.
+# With TEST_NGINX_VERBOSE, traffic is printed as "# >> " / "# << " lines.
 sub log_core {
 	return unless $ENV{TEST_NGINX_VERBOSE};
-	my ($prefix, $msg) = @_ == 1 ? ('', @_) : @_;
+	my ($prefix, $msg) = @_ > 1 ? @_ : ('', @_);
 	$prefix .= ' ' if length $prefix;
 	$msg = '' unless defined $msg;
 
 	my $len = length $msg;
 	$msg = substr($msg, 0, 2048) . "(...logged only 2048 of $len bytes)"
 		if $len > 2048;
-
 	$msg =~ s/([^\x20-\x7e\n])/sprintf('\\x%02x', ord $1)/ge;
 	$msg =~ s/\n/\\x0a\n/g;
 	$msg =~ s/^/# $prefix/gm;
@@ -595,8 +497,8 @@ sub http_head($;%) {
 	return http("HEAD $uri HTTP/1.0\nHost: localhost\n\n", %extra);
 }
 
-# Send a raw request and read the reply to EOF; with start => 1 return the
-# socket instead, to be finished by http_end().
+# Send a raw request and read the reply until EOF; with start => 1 return
+# the socket instead, for http_end().  undef on errors and timeouts.
 sub http($;%) {
 	my ($request, %extra) = @_;
 	my $s = http_start($request, %extra);
@@ -613,22 +515,12 @@ sub http_start($;%) {
 		local $SIG{PIPE} = sub { die "sigpipe\n" };
 		alarm(8);
 
-		# %extra last: PeerAddr and other socket options override
-		$s = $extra{socket} || IO::Socket::INET->new(Proto => 'tcp',
-			PeerAddr => '127.0.0.1:' . port($extra{SSL} ? 8443 : 8080),
-			%extra)
-			or die "Can't connect to nginx: $!\n";
+		die "SSL is not supported by this harness\n" if $extra{SSL};
 
-		if ($extra{SSL}) {
-			require IO::Socket::SSL;
-			IO::Socket::SSL->start_SSL($s, SSL_verify_mode =>
-				IO::Socket::SSL::SSL_VERIFY_NONE(), %extra)
-				or die "$IO::Socket::SSL::SSL_ERROR\n";
-			if (!defined $extra{SSL_startHandshake}) {
-				log_in('ssl cipher: ' . $s->get_cipher());
-				log_in('ssl cert: ' . $s->peer_certificate('issuer'));
-			}
-		}
+		# %extra last: PeerAddr and other socket options override ours
+		$s = $extra{socket} || IO::Socket::INET->new(Proto => 'tcp',
+			PeerAddr => '127.0.0.1:' . port(8080), %extra)
+			or die "Can't connect to nginx: $!\n";
 
 		log_out($request);
 		$s->print($request);
@@ -639,7 +531,6 @@ sub http_start($;%) {
 			log_out($extra{body});
 			$s->print($extra{body});
 		}
-
 		alarm(0);
 		1;
 	};
@@ -676,8 +567,8 @@ sub http_end($;%) {
 	return $reply;
 }
 
-# Body of a reply, de-chunked if needed; an unterminated chunked body gets
-# "[no-last-chunk]" appended.
+# Body of a reply, de-chunked if needed; a chunked body without its last
+# chunk gets "[no-last-chunk]" appended.
 sub http_content {
 	my ($text) = @_;
 	return undef unless defined $text;
@@ -692,28 +583,7 @@ sub http_content {
 		$content .= substr($body, pos($body), $len);
 		pos($body) = pos($body) + $len;
 	}
-	$content .= '[no-last-chunk]' if $len != 0;
-	return $content;
-}
-
-sub http_gzip_request {
-	my ($uri) = @_;
-	return http("GET $uri HTTP/1.1\nHost: localhost\nConnection: close\n"
-		. "Accept-Encoding: gzip\n\n");
-}
-
-sub http_gzip_like {
-	my ($text, $re, $name) = @_;
-
-	SKIP: {
-		eval { require IO::Uncompress::Gunzip; };
-		Test::More::skip('IO::Uncompress::Gunzip not installed', 1) if $@;
-
-		my $in = http_content($text);
-		my $out;
-		IO::Uncompress::Gunzip::gunzip(\$in => \$out);
-		Test::More->builder->like($out, $re, $name);
-	}
+	return $content . ($len != 0 ? '[no-last-chunk]' : '');
 }
 
 1;
