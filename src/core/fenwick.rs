@@ -65,9 +65,10 @@ mod tests {
                 }
             }
             let mut running = 0u64;
-            for end in 0..=n {
-                prop_assert_eq!(prefix(&tree, end), running);
-                if end < n { running += u64::from(plain[end]); }
+            prop_assert_eq!(prefix(&tree, 0), 0);
+            for (i, &bit) in plain.iter().enumerate() {
+                running += u64::from(bit);
+                prop_assert_eq!(prefix(&tree, i + 1), running);
             }
             let ones: Vec<usize> = (0..n).filter(|&i| plain[i] == 1).collect();
             for (k, &slot) in ones.iter().enumerate() {

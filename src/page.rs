@@ -1,0 +1,160 @@
+//! The pages nginx sends itself: the queue page and the heartbeat script, compiled into the
+//! module from `src/pages/`, or a site's own queue page template. Pure text work, no nginx.
+
+/// The default queue page template.
+pub const QUEUE_PAGE: &str = include_str!("pages/queue.html");
+/// The script admitted pages include.
+pub const HEARTBEAT_JS: &str = include_str!("pages/heartbeat.js");
+
+/// Sent with a 503 when the queue is as long as its zone can hold.
+pub const FULL_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<meta http-equiv=\"refresh\" content=\"60\"><title>Please come back soon</title></head>\
+<body style=\"font:16px/1.5 system-ui,sans-serif;max-width:30rem;margin:3rem auto;padding:0 1rem\">\
+<h1>The waiting room is full</h1><p>So many people are waiting that the line cannot take more \
+right now. This page tries again in a minute.</p></body></html>\n";
+
+/// What the queue page shows one visitor.
+pub struct QueueView<'a> {
+    pub room: &'a str,
+    pub position: u64,
+    pub queue_length: u64,
+    pub eta_seconds: Option<u64>,
+    pub refresh_seconds: u64,
+    pub api: &'a str,
+}
+
+/// Replaces each `{{NAME}}` in `template` by `value(NAME)`; unknown names are left as they are.
+fn fill(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}").and_then(|end| value(&after[..end]).map(|v| (end, v))) {
+            Some((end, v)) => {
+                out.push_str(&v);
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Escapes text for HTML content, attribute values and JavaScript string literals alike.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\\' => out.push_str("&#92;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A wait in words: honest about what is not known yet.
+pub fn eta_text(eta: Option<u64>) -> String {
+    match eta {
+        None => "being measured".into(),
+        Some(s) if s < 60 => "less than a minute".into(),
+        Some(s) if s <= 5400 => {
+            let m = (s + 30) / 60;
+            format!("about {m} minute{}", if m == 1 { "" } else { "s" })
+        }
+        Some(s) => format!("about {} hours", (s + 1800) / 3600),
+    }
+}
+
+/// The queue page for `v`, from `template` (the default page or a site's own).
+pub fn queue_page(template: &str, v: &QueueView) -> String {
+    fill(template, |name| {
+        Some(match name {
+            "ROOM" => escape(v.room),
+            "POSITION" => v.position.to_string(),
+            "QUEUE_LENGTH" => v.queue_length.to_string(),
+            "ETA_TEXT" => eta_text(v.eta_seconds),
+            "ETA_SECONDS" => v.eta_seconds.map(|s| s.to_string()).unwrap_or_default(),
+            "REFRESH" => v.refresh_seconds.to_string(),
+            "API" => escape(v.api),
+            _ => return None,
+        })
+    })
+}
+
+/// The heartbeat script for an API location at `api`.
+pub fn heartbeat_js(api: &str, heartbeat_ms: u64) -> String {
+    fill(HEARTBEAT_JS, |name| match name {
+        "API" => Some(escape(api)),
+        "HEARTBEAT_MS" => Some(heartbeat_ms.to_string()),
+        _ => None,
+    })
+}
+
+/// How often a visitor at `position` should check again: often near the front, where a call
+/// must be answered within the claim window, less often far back, where it would only load
+/// the server.
+pub fn refresh_seconds(position: u64, claim_window_ms: u64) -> u64 {
+    let far = 5 + position / 100;
+    far.min(30).min((claim_window_ms / 3000).max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_page_is_filled_completely() {
+        let v = QueueView {
+            room: "shop<1>",
+            position: 12,
+            queue_length: 340,
+            eta_seconds: None,
+            refresh_seconds: 5,
+            api: "/_wr/",
+        };
+        let page = queue_page(QUEUE_PAGE, &v);
+        assert!(!page.contains("{{"), "an unfilled placeholder");
+        assert!(page.contains(">12<") && page.contains("340") && page.contains("being measured"));
+        assert!(page.contains("shop&lt;1&gt;") && !page.contains("shop<1>"));
+        assert!(page.len() < 8192);
+    }
+
+    #[test]
+    fn the_script_is_filled() {
+        let js = heartbeat_js("/_wr/", 30000);
+        assert!(!js.contains("{{") && js.contains("'/_wr/'") && js.contains("30000"));
+    }
+
+    #[test]
+    fn unknown_and_unclosed_placeholders_stay() {
+        assert_eq!(fill("a {{X}} b {{", |_| None), "a {{X}} b {{");
+        assert_eq!(fill("{{A}}{{A}}", |_| Some("1".into())), "11");
+    }
+
+    #[test]
+    fn words_for_waits() {
+        assert_eq!(eta_text(Some(0)), "less than a minute");
+        assert_eq!(eta_text(Some(60)), "about 1 minute");
+        assert_eq!(eta_text(Some(600)), "about 10 minutes");
+        assert_eq!(eta_text(Some(7200)), "about 2 hours");
+    }
+
+    #[test]
+    fn refresh_is_short_near_the_front_and_within_the_claim_window() {
+        assert_eq!(refresh_seconds(1, 30_000), 5);
+        assert_eq!(refresh_seconds(100_000, 30_000), 10);
+        assert_eq!(refresh_seconds(100_000, 300_000), 30);
+        assert_eq!(refresh_seconds(1, 2_000), 1);
+    }
+}

@@ -1,0 +1,80 @@
+//! The sweep: a timer in every worker, one per room, that ends expired sessions, drops
+//! timed-out and unclaimed tickets, calls the next tickets and samples the queue's pace.
+//!
+//! Every worker runs one, so the sweep goes on when a worker dies; a worker skips its turn when
+//! another swept less than half an interval ago, so the work is not doubled. Each sweep looks
+//! at a bounded number of sessions and tickets, under the zone's lock.
+
+use core::ffi::c_void;
+
+use nginx_sys::{
+    ngx_add_timer, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_pcalloc, ngx_quit, ngx_terminate,
+    NGX_LOG_ALERT,
+};
+use ngx::ngx_log_error;
+
+use crate::conf::{rooms_of_cycle, Room as RoomConf};
+use crate::http;
+use crate::zone;
+
+const INTERVAL_MS: u64 = 1000;
+/// Sessions and tickets one sweep may look at.
+const BUDGET: u32 = 4096;
+
+/// The event and what it sweeps. nginx's debug log reads a file descriptor from the fourth
+/// word of an event's `data` (as if it were a connection), so `data` points at this record,
+/// whose fourth word is an invalid descriptor.
+#[repr(C)]
+struct Sweeper {
+    _unused: [usize; 3],
+    fd: isize,
+    event: ngx_event_t,
+    room: *const RoomConf,
+}
+
+pub fn start(cycle: *mut ngx_cycle_t) {
+    for &room in rooms_of_cycle(cycle) {
+        // SAFETY: `cycle` is the worker's running cycle; the sweeper is allocated zeroed from
+        // its pool, so it lives as long as the worker's timers can fire.
+        unsafe {
+            let s = ngx_pcalloc((*cycle).pool, core::mem::size_of::<Sweeper>()) as *mut Sweeper;
+            let Some(s) = s.as_mut() else {
+                ngx_log_error!(
+                    NGX_LOG_ALERT,
+                    (*cycle).log,
+                    "waiting room: cannot allocate the sweep timer"
+                );
+                continue;
+            };
+            s.fd = -1;
+            s.room = room;
+            s.event.data = s as *mut Sweeper as *mut c_void;
+            s.event.handler = Some(sweep);
+            s.event.log = (*cycle).log;
+            s.event.set_cancelable(1);
+            // Spread the workers' first sweeps over the interval.
+            let jitter = (nginx_sys::ngx_pid as u64 * 97) % INTERVAL_MS;
+            ngx_add_timer(&mut s.event, (INTERVAL_MS + jitter) as _);
+        }
+    }
+}
+
+extern "C" fn sweep(ev: *mut ngx_event_t) {
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: nginx calls the handler with the event `start` armed, whose data is the
+        // sweeper that holds it and a room of the worker's configuration.
+        unsafe {
+            let s = &mut *((*ev).data as *mut Sweeper);
+            let room = &*s.room;
+            let (now, _) = http::now();
+            let _ = zone::with_room(room, |rm| {
+                if rm.sweep_due(now, INTERVAL_MS / 2) {
+                    rm.sweep(now, &room.timing, BUDGET);
+                }
+            });
+            if ngx_exiting == 0 && ngx_quit == 0 && ngx_terminate == 0 {
+                ngx_add_timer(ev, INTERVAL_MS as _);
+            }
+        }
+    });
+}
