@@ -163,6 +163,10 @@ pub struct Verdict {
 /// merged this empty function with another.
 extern "C" fn verdict_marker(_: *mut c_void) {}
 
+/// The marker's address, read from one place: a function's address may differ between
+/// codegen units, a static's value does not.
+static MARKER: unsafe extern "C" fn(*mut c_void) = verdict_marker;
+
 const VERDICT_MAGIC: u64 = u64::from_le_bytes(*b"wrVerdct");
 
 #[repr(C)]
@@ -178,9 +182,7 @@ pub fn verdict(r: &ngx_http_request_t) -> Option<&'static mut Verdict> {
     unsafe {
         let mut c: *mut ngx_pool_cleanup_t = (*r.pool).cleanup;
         while let Some(cln) = c.as_ref() {
-            let ours = cln.handler.is_some_and(|h| {
-                ptr::fn_addr_eq(h, verdict_marker as unsafe extern "C" fn(*mut c_void))
-            });
+            let ours = cln.handler.is_some_and(|h| ptr::fn_addr_eq(h, MARKER));
             if ours {
                 if let Some(slot) = (cln.data as *mut VerdictSlot).as_mut() {
                     if slot.magic == VERDICT_MAGIC {
@@ -208,7 +210,7 @@ pub fn set_verdict(r: &ngx_http_request_t, v: Verdict) {
                 cln.data as *mut VerdictSlot,
                 VerdictSlot { magic: VERDICT_MAGIC, verdict: v },
             );
-            cln.handler = Some(verdict_marker);
+            cln.handler = Some(MARKER);
         }
     }
 }
