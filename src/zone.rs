@@ -50,6 +50,9 @@ pub extern "C" fn init(shm_zone: *mut ngx_shm_zone_t, data: *mut c_void) -> ngx_
     .unwrap_or(Status::NGX_ERROR.into())
 }
 
+/// # Safety
+/// `shm_zone` is a zone registered by `set_zone`: its `data` is our room configuration and its
+/// memory is mapped and starts with the slab pool nginx initialised.
 unsafe fn init_zone(shm_zone: &mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_t {
     let room = &mut *(shm_zone.data as *mut RoomConf);
     let shpool = shm_zone.shm.addr as *mut ngx_slab_pool_t;

@@ -1,7 +1,7 @@
 //! Property tests of the room over random sequences of arrivals, polls, departures, sweeps
 //! and the passing of time.
 
-use super::room::*;
+use crate::core::room::*;
 use proptest::prelude::*;
 
 const T: Timing = Timing {

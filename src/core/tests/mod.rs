@@ -1,0 +1,4 @@
+//! Unit and property tests of the core.
+
+mod room;
+mod token;
