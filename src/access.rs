@@ -62,6 +62,15 @@ pub fn token(r: &ngx_http_request_t, room: &RoomConf, now_s: u64) -> Option<Toke
     http::cookies(r, &room.cookie).find_map(|v| signer.decode(v, now_s))
 }
 
+/// What `decide` found.
+pub struct Decision {
+    /// None when the visitor has no place and `join` was false.
+    pub outcome: Option<Outcome>,
+    /// The room's epoch, for new tokens.
+    pub epoch: u64,
+    pub queue_length: u64,
+}
+
 /// Decides for a visitor holding `token` (already verified) or none. `join` says whether a
 /// visitor without a place may be given one.
 pub fn decide(
@@ -69,9 +78,28 @@ pub fn decide(
     token: Option<Token>,
     now_ms: u64,
     join: bool,
-) -> Result<Option<Outcome>, zone::ZoneError> {
+) -> Result<Decision, zone::ZoneError> {
     let t = &room.timing;
     zone::with_room(room, |rm| {
+        let epoch = rm.epoch();
+        let outcome = decide_locked(rm, current(token, epoch), now_ms, join, t);
+        Decision { outcome, epoch, queue_length: rm.snapshot().queue_length }
+    })
+}
+
+/// `token` if it was issued for the room's current layout.
+pub fn current(token: Option<Token>, epoch: u64) -> Option<Token> {
+    token.filter(|t| t.epoch == epoch)
+}
+
+fn decide_locked(
+    rm: &mut crate::core::room::Room,
+    token: Option<Token>,
+    now_ms: u64,
+    join: bool,
+    t: &crate::core::room::Timing,
+) -> Option<Outcome> {
+    {
         match token {
             Some(Token { kind: Kind::Session, number, id, .. }) => {
                 let s = SessionRef { slot: number as u32, id };
@@ -113,11 +141,11 @@ pub fn decide(
             },
             Entry::Full => Outcome::Full,
         })
-    })
+    }
 }
 
 /// The cookie value for a new session.
-pub fn session_cookie(room: &RoomConf, s: SessionRef, now_s: u64) -> Option<String> {
+pub fn session_cookie(room: &RoomConf, s: SessionRef, epoch: u64, now_s: u64) -> Option<String> {
     let signer = room.signer.as_ref()?;
     Some(signer.encode(&Token {
         kind: Kind::Session,
@@ -126,10 +154,11 @@ pub fn session_cookie(room: &RoomConf, s: SessionRef, now_s: u64) -> Option<Stri
         visitor: s.id,
         issued: now_s,
         expires: now_s + room.timing.session_ms.div_ceil(1000) + 1,
+        epoch,
     }))
 }
 
-pub fn ticket_cookie(room: &RoomConf, t: TicketRef, now_s: u64) -> Option<String> {
+pub fn ticket_cookie(room: &RoomConf, t: TicketRef, epoch: u64, now_s: u64) -> Option<String> {
     let signer = room.signer.as_ref()?;
     Some(signer.encode(&Token {
         kind: Kind::Ticket,
@@ -138,6 +167,7 @@ pub fn ticket_cookie(room: &RoomConf, t: TicketRef, now_s: u64) -> Option<String
         visitor: t.visitor,
         issued: now_s,
         expires: now_s + TICKET_TOKEN_SECONDS,
+        epoch,
     }))
 }
 
@@ -156,17 +186,21 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
     // SAFETY: a non-null room pointer in a location configuration points at a room allocated
     // from the cycle's configuration pool, alive while the request is.
     let Some(room) = (unsafe { lcf.room.as_ref() }) else { return declined };
-    if !core::ptr::eq(r.main, r) {
+    // The room's own API and status locations answer whatever the room decides, even when a
+    // `waiting_room` at an outer level would guard them.
+    if lcf.endpoint.is_some() || !core::ptr::eq(r.main, r) {
         return declined;
     }
-    if http::verdict(r).is_some_and(|v| v.passed) {
+    // After an internal redirect, a pass stands for the room that gave it.
+    let room_id = room as *const RoomConf as usize;
+    if http::verdict(r).is_some_and(|v| v.passed && v.room == room_id) {
         return declined;
     }
     let (now_ms, now_s) = http::now();
     let token = token(r, room, now_s);
-    let outcome = match decide(room, token, now_ms, true) {
-        Ok(Some(o)) => o,
-        Ok(None) => return declined,
+    let (outcome, epoch) = match decide(room, token, now_ms, true) {
+        Ok(Decision { outcome: Some(o), epoch, .. }) => (o, epoch),
+        Ok(Decision { outcome: None, .. }) => return declined,
         Err(e) => {
             // SAFETY: a live request's connection and its log.
             let log = unsafe { (*r.connection).log };
@@ -178,12 +212,17 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
         Outcome::Passed => {
             http::set_verdict(
                 r,
-                Verdict { status: Some("PASSED"), passed: true, ..Verdict::default() },
+                Verdict {
+                    status: Some("PASSED"),
+                    passed: true,
+                    room: room_id,
+                    ..Verdict::default()
+                },
             );
             declined
         }
         Outcome::Admitted { session, waited } => {
-            let Some(value) = session_cookie(room, session, now_s) else {
+            let Some(value) = session_cookie(room, session, epoch, now_s) else {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
             };
             http::set_cookie(r, &room.cookie, &value);
@@ -193,6 +232,7 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
                     status: Some("ADMITTED"),
                     wait: waited,
                     passed: true,
+                    room: room_id,
                     ..Verdict::default()
                 },
             );
@@ -200,7 +240,7 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
         }
         Outcome::Queued { position, queue_length, eta, new_ticket } => {
             if let Some(t) = new_ticket {
-                let Some(value) = ticket_cookie(room, t, now_s) else {
+                let Some(value) = ticket_cookie(room, t, epoch, now_s) else {
                     return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
                 };
                 http::set_cookie(r, &room.cookie, &value);
@@ -211,7 +251,7 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
                     status: Some("QUEUED"),
                     position: Some(position),
                     wait: eta,
-                    passed: false,
+                    ..Verdict::default()
                 },
             );
             let refresh = page::refresh_seconds(position, room.timing.claim_window_ms);

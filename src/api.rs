@@ -10,7 +10,7 @@ use ngx::http::HttpModuleLocationConf;
 use ngx::ngx_log_error;
 use serde_json::json;
 
-use crate::access::{self, Outcome};
+use crate::access::{self, Decision, Outcome};
 use crate::conf::{Endpoint, Room as RoomConf};
 use crate::core::room::{SessionRef, TicketRef};
 use crate::core::token::Kind;
@@ -91,37 +91,30 @@ fn api(r: &mut ngx_http_request_t) -> ngx_int_t {
     let token = access::token(r, room, now_s);
     match name {
         b"position" => position(r, room, token, now_ms, now_s),
-        b"heartbeat" => match token {
-            Some(_) => match access::decide(room, token, now_ms, false) {
-                Ok(Some(Outcome::Admitted { session, .. })) => {
-                    if let Some(v) = access::session_cookie(room, session, now_s) {
-                        http::set_cookie(r, &room.cookie, &v);
-                    }
-                    NGX_HTTP_NO_CONTENT as ngx_int_t
+        b"heartbeat" => match access::decide(room, token, now_ms, false) {
+            Ok(Decision { outcome: Some(Outcome::Admitted { session, .. }), epoch, .. }) => {
+                if let Some(v) = access::session_cookie(room, session, epoch, now_s) {
+                    http::set_cookie(r, &room.cookie, &v);
                 }
-                Ok(Some(_)) => no_content(r),
-                Ok(None) => NGX_HTTP_FORBIDDEN as ngx_int_t,
-                Err(e) => unusable(r, room, e),
-            },
-            None => NGX_HTTP_FORBIDDEN as ngx_int_t,
+                no_content(r)
+            }
+            Ok(Decision { outcome: Some(_), .. }) => no_content(r),
+            Ok(Decision { outcome: None, .. }) => NGX_HTTP_FORBIDDEN as ngx_int_t,
+            Err(e) => unusable(r, room, e),
         },
         _ => {
             let t = &room.timing;
-            let left = match token {
-                Some(tok) => zone::with_room(room, |rm| match tok.kind {
-                    Kind::Session => rm.leave_session(
-                        SessionRef { slot: tok.number as u32, id: tok.id },
-                        now_ms,
-                        t,
-                    ),
-                    Kind::Ticket => rm.leave_ticket(
-                        TicketRef { number: tok.number, visitor: tok.visitor },
-                        now_ms,
-                        t,
-                    ),
-                }),
-                None => Ok(false),
-            };
+            let left = zone::with_room(room, |rm| match access::current(token, rm.epoch()) {
+                Some(tok) if tok.kind == Kind::Session => {
+                    rm.leave_session(SessionRef { slot: tok.number as u32, id: tok.id }, now_ms, t)
+                }
+                Some(tok) => rm.leave_ticket(
+                    TicketRef { number: tok.number, visitor: tok.visitor },
+                    now_ms,
+                    t,
+                ),
+                None => false,
+            });
             match left {
                 Ok(true) => {
                     http::clear_cookie(r, &room.cookie);
@@ -161,14 +154,11 @@ fn position(
     now_s: u64,
 ) -> ngx_int_t {
     let claim = room.timing.claim_window_ms;
-    let outcome = match token {
-        Some(_) => match access::decide(room, token, now_ms, false) {
-            Ok(o) => o,
-            Err(e) => return unusable(r, room, e),
-        },
-        None => None,
+    let Decision { outcome, epoch, queue_length } = match access::decide(room, token, now_ms, false)
+    {
+        Ok(d) => d,
+        Err(e) => return unusable(r, room, e),
     };
-    let queue_length = zone::with_room(room, |rm| rm.snapshot().queue_length).unwrap_or(0);
     match outcome {
         Some(Outcome::Queued { position, queue_length, eta, .. }) => send_json(
             r,
@@ -182,7 +172,7 @@ fn position(
             }),
         ),
         Some(Outcome::Admitted { session, .. }) => {
-            if let Some(v) = access::session_cookie(room, session, now_s) {
+            if let Some(v) = access::session_cookie(room, session, epoch, now_s) {
                 http::set_cookie(r, &room.cookie, &v);
             }
             admitted(r, queue_length, claim)

@@ -157,6 +157,8 @@ pub struct Verdict {
     pub position: Option<u64>,
     pub wait: Option<u64>,
     pub passed: bool,
+    /// The room that decided (its configuration's address).
+    pub room: usize,
 }
 
 /// Marks our cleanup record; `VerdictSlot::magic` makes the match certain even if the linker

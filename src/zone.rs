@@ -32,10 +32,15 @@ fn cycle_log() -> *mut nginx_sys::ngx_log_t {
     unsafe { (*ngx_cycle).log }
 }
 
-fn random_key() -> Option<[u8; 32]> {
+/// 32 random bytes for the zone's key, and 8 more for its epoch.
+fn random_key() -> Option<([u8; 32], u64)> {
+    let mut bytes = [0u8; 40];
+    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes)).ok()?;
     let mut key = [0u8; 32];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut key)).ok()?;
-    Some(key)
+    key.copy_from_slice(&bytes[..32]);
+    let mut epoch = [0u8; 8];
+    epoch.copy_from_slice(&bytes[32..]);
+    Some((key, u64::from_le_bytes(epoch)))
 }
 
 /// The zone's init callback: runs in the master at start and at every reload (`data` is the
@@ -125,7 +130,7 @@ unsafe fn init_zone(shm_zone: &mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_
                 }
                 Some(_) => {}
             }
-            let Some(key) = random_key() else {
+            let Some((key, epoch)) = random_key() else {
                 drop(lock);
                 ngx_log_error!(
                     NGX_LOG_EMERG,
@@ -134,7 +139,7 @@ unsafe fn init_zone(shm_zone: &mut ngx_shm_zone_t, old: *mut c_void) -> ngx_int_
                 );
                 return Status::NGX_ERROR.into();
             };
-            if Room::create(region, room.max_active, room.max_active, &key).is_err() {
+            if Room::create(region, room.max_active, room.max_active, &key, epoch).is_err() {
                 drop(lock);
                 ngx_log_error!(
                     NGX_LOG_EMERG,

@@ -126,6 +126,10 @@ struct Header {
     last_sweep: u64,
     session_sweep: u32,
     key_len: u32,
+    /// Random, new each time the region is laid out: tokens carry it, so that a cookie from
+    /// before a restart (signed with the same configured secret) cannot stand for the
+    /// session or ticket that now has its number.
+    epoch: u64,
     key: [u8; KEY_MAX],
     stats: Counters,
 }
@@ -308,6 +312,7 @@ impl<'a> Room<'a> {
         session_cap: u32,
         max_active: u32,
         key: &[u8],
+        epoch: u64,
     ) -> Result<Room<'a>, AttachError> {
         let l = Layout::new(region.len(), session_cap).ok_or(AttachError::BadRegion)?;
         if (region.as_ptr() as usize) % align_of::<Header>() != 0 {
@@ -337,6 +342,7 @@ impl<'a> Room<'a> {
             last_sweep: 0,
             session_sweep: 0,
             key_len: key_len as u32,
+            epoch,
             key: k,
             stats: Counters::default(),
         };
@@ -376,6 +382,11 @@ impl<'a> Room<'a> {
     /// it ends no session: the room admits nobody until enough have left.
     pub fn set_max_active(&mut self, max_active: u32) {
         self.hdr.max_active = max_active.min(self.hdr.session_cap);
+    }
+
+    /// The number of this layout of the region, carried by every token issued for it.
+    pub fn epoch(&self) -> u64 {
+        self.hdr.epoch
     }
 
     /// The random key kept in the region.

@@ -1,6 +1,6 @@
 //! The signed cookie a visitor carries: either a queue ticket or an admitted session.
 //!
-//! Wire form: `base64url(payload) "." base64url(mac)`, where the payload is a fixed 50-byte
+//! Wire form: `base64url(payload) "." base64url(mac)`, where the payload is a fixed 58-byte
 //! little-endian record and the MAC is HMAC-SHA256 over the payload, truncated to 16 bytes.
 //! Anything that does not parse, carries another room's tag or an older format, fails the MAC
 //! (compared in constant time) or has expired is simply not a token.
@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 
 /// Format version carried in every token; bump when the payload changes.
 pub const VERSION: u8 = 1;
-const PAYLOAD_LEN: usize = 50;
+const PAYLOAD_LEN: usize = 58;
 const MAC_LEN: usize = 16;
 /// Longest cookie value we accept; anything longer is not looked at.
 pub const MAX_ENCODED_LEN: usize = 128;
@@ -35,6 +35,8 @@ pub struct Token {
     pub issued: u64,
     /// Seconds since the Unix epoch; the token is void from then on.
     pub expires: u64,
+    /// The layout of the room's zone it was issued for (see `Room::epoch`).
+    pub epoch: u64,
 }
 
 /// Signs and verifies the tokens of one room.
@@ -70,6 +72,7 @@ impl Signer {
         p[26..34].copy_from_slice(&t.visitor.to_le_bytes());
         p[34..42].copy_from_slice(&t.issued.to_le_bytes());
         p[42..50].copy_from_slice(&t.expires.to_le_bytes());
+        p[50..58].copy_from_slice(&t.epoch.to_le_bytes());
         p
     }
 
@@ -132,6 +135,7 @@ impl Signer {
             visitor: word(26),
             issued: word(34),
             expires: word(42),
+            epoch: word(50),
         };
         (now < t.expires).then_some(t)
     }

@@ -53,7 +53,7 @@ proptest! {
     #[test]
     fn invariants_hold(max_active in 1u32..6, ops in proptest::collection::vec(op(), 1..300)) {
         let mut mem = region(64 * 1024);
-        let mut room = Room::create(bytes(&mut mem), 8, max_active, b"k").unwrap();
+        let mut room = Room::create(bytes(&mut mem), 8, max_active, b"k", 7).unwrap();
         let mut now = 1_000_000u64;
         let mut tickets: Vec<TicketRef> = Vec::new();
         let mut sessions: Vec<SessionRef> = Vec::new();
@@ -128,7 +128,7 @@ proptest! {
     #[test]
     fn diligent_visitors_are_served_in_order(max_active in 1u32..5, arrivals in 1usize..60, stay in 1u64..5) {
         let mut mem = region(64 * 1024);
-        let mut room = Room::create(bytes(&mut mem), 8, max_active, b"k").unwrap();
+        let mut room = Room::create(bytes(&mut mem), 8, max_active, b"k", 7).unwrap();
         let mut now = 1_000_000u64;
         let mut waiting: Vec<TicketRef> = Vec::new();
         let mut inside: Vec<(SessionRef, u64)> = Vec::new();
@@ -183,7 +183,7 @@ proptest! {
 #[test]
 fn a_no_show_at_the_head_is_skipped_after_the_claim_window() {
     let mut mem = region(64 * 1024);
-    let mut room = Room::create(bytes(&mut mem), 4, 1, b"k").unwrap();
+    let mut room = Room::create(bytes(&mut mem), 4, 1, b"k", 7).unwrap();
     let mut now = 1_000_000;
     let Entry::Admitted(first) = room.enter(now, &T) else { panic!() };
     let Entry::Queued { ticket: absent, .. } = room.enter(now, &T) else { panic!() };
@@ -207,7 +207,7 @@ fn a_no_show_at_the_head_is_skipped_after_the_claim_window() {
 #[test]
 fn a_ticket_not_seen_for_the_queue_timeout_is_lost() {
     let mut mem = region(64 * 1024);
-    let mut room = Room::create(bytes(&mut mem), 4, 1, b"k").unwrap();
+    let mut room = Room::create(bytes(&mut mem), 4, 1, b"k", 7).unwrap();
     let mut now = 1_000_000;
     let Entry::Admitted(inside) = room.enter(now, &T) else { panic!() };
     let Entry::Queued { ticket: gone, .. } = room.enter(now, &T) else { panic!() };
@@ -226,7 +226,7 @@ fn a_ticket_not_seen_for_the_queue_timeout_is_lost() {
 #[test]
 fn sessions_expire_by_idle_and_by_lifetime() {
     let mut mem = region(64 * 1024);
-    let mut room = Room::create(bytes(&mut mem), 4, 2, b"k").unwrap();
+    let mut room = Room::create(bytes(&mut mem), 4, 2, b"k", 7).unwrap();
     let mut now = 1_000_000;
     let Entry::Admitted(idle) = room.enter(now, &T) else { panic!() };
     let Entry::Admitted(busy) = room.enter(now, &T) else { panic!() };
@@ -249,7 +249,7 @@ fn sessions_expire_by_idle_and_by_lifetime() {
 fn a_full_ring_refuses_and_recovers() {
     let len = Layout::min_region_len(1);
     let mut mem = region(len.div_ceil(8) * 8);
-    let mut room = Room::create(bytes(&mut mem), 1, 1, b"k").unwrap();
+    let mut room = Room::create(bytes(&mut mem), 1, 1, b"k", 7).unwrap();
     let cap = room.snapshot().queue_capacity;
     let now = 1_000_000;
     let Entry::Admitted(_) = room.enter(now, &T) else { panic!() };
@@ -270,7 +270,7 @@ fn a_full_ring_refuses_and_recovers() {
 fn positions_at_a_million_tickets() {
     let len = Layout::min_region_len(16) + 1_000_000 * BYTES_PER_TICKET;
     let mut mem = region(len.div_ceil(8) * 8);
-    let mut room = Room::create(bytes(&mut mem), 16, 16, b"k").unwrap();
+    let mut room = Room::create(bytes(&mut mem), 16, 16, b"k", 7).unwrap();
     let now = 1_000_000;
     let mut last = None;
     for _ in 0..16 {
@@ -289,7 +289,7 @@ fn positions_at_a_million_tickets() {
 fn attach_finds_the_room_again_and_rejects_other_layouts() {
     let mut mem = region(64 * 1024);
     {
-        let mut room = Room::create(bytes(&mut mem), 8, 3, b"secret").unwrap();
+        let mut room = Room::create(bytes(&mut mem), 8, 3, b"secret", 7).unwrap();
         room.enter(1, &T);
     }
     let room = Room::attach(bytes(&mut mem)).unwrap();
@@ -304,7 +304,7 @@ fn attach_finds_the_room_again_and_rejects_other_layouts() {
 #[test]
 fn the_estimate_waits_for_a_measured_pace() {
     let mut mem = region(64 * 1024);
-    let mut room = Room::create(bytes(&mut mem), 4, 1, b"k").unwrap();
+    let mut room = Room::create(bytes(&mut mem), 4, 1, b"k", 7).unwrap();
     let mut now = 1_000_000;
     let Entry::Admitted(mut inside) = room.enter(now, &T) else { panic!() };
     let mut line = Vec::new();

@@ -8,7 +8,15 @@ fn signer(room: &str, key: u8) -> Signer {
 }
 
 fn sample() -> Token {
-    Token { kind: Kind::Session, number: 7, id: 42, visitor: 99, issued: 1000, expires: 2000 }
+    Token {
+        kind: Kind::Session,
+        number: 7,
+        id: 42,
+        visitor: 99,
+        issued: 1000,
+        expires: 2000,
+        epoch: 5,
+    }
 }
 
 #[test]

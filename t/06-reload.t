@@ -1,0 +1,257 @@
+#!/usr/bin/perl
+
+# Tests for reloads ("nginx -s reload", HUP): with the same zone size and
+# max_active, sessions and the queue are kept, the random cookie key too,
+# and the new workers carry on (leave, call, sweep); a changed max_active
+# starts the room afresh, with a warning.
+
+###############################################################################
+
+use warnings;
+use strict;
+
+use Test::More;
+use Time::HiRes qw/ time /;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::Nginx;
+
+###############################################################################
+
+select STDERR; $| = 1;
+select STDOUT; $| = 1;
+
+my $t = Test::Nginx->new()->has(qw/http/)->plan(35);
+
+my $conf = <<'EOF';
+
+%%TEST_GLOBALS%%
+
+daemon off;
+worker_processes 2;
+
+events {
+}
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    waiting_room_zone zone=r:SIZE max_active=MAX idle=4s heartbeat=1s;
+
+    server {
+        listen       127.0.0.1:8080;
+        server_name  localhost;
+
+        add_header X-WR $waiting_room_status always;
+
+        location / {
+            waiting_room r;
+        }
+
+        location /_wr/ {
+            waiting_room_api r;
+        }
+
+        location = /status {
+            waiting_room_status r;
+        }
+
+        location = /gen {
+            return 200 "GEN";
+        }
+    }
+}
+
+EOF
+
+$t->write_file('page.html', "a page\n");
+chmod 0755, $t->testdir() if $> == 0;
+
+$t->write_file_expand('nginx.conf', conf($conf, 2, 'one'));
+$t->run();
+
+###############################################################################
+
+# A, B in; C, D, E waiting
+
+my %v;
+for my $n (qw/ A B C D E /) {
+	$v{$n} = cookie(get('/page.html'));
+}
+is(positions(qw/ C D E /), 'C:1 D:2 E:3', 'before reload');
+
+# reload with the same zone: everything is kept, the random key too
+
+$t->write_file_expand('nginx.conf', conf($conf, 2, 'two'));
+ok(reload_to($t, 'two'), 'reloaded');
+
+like(get('/page.html', $v{A}), qr/^X-WR: PASSED/m, 'A passes');
+like(get('/page.html', $v{B}), qr/^X-WR: PASSED/m, 'B passes');
+is(positions(qw/ C D E /), 'C:1 D:2 E:3', 'positions kept');
+
+my $r = get('/page.html', $v{D});
+ok(pos_of($r) == 2 && !cookie($r), 'D page: same place, same ticket');
+
+my $st = json(http_get('/status'));
+is(join(' ', @$st{qw/ active_sessions queue_length admitted_total
+	joined_total /}), '2 3 2 3', 'status kept');
+my $cap1 = $st->{queue_capacity} || 0;
+
+$r = get('/page.html');
+ok(pos_of($r) == 4, 'newcomer F after the reload joins the end');
+$v{F} = cookie($r);
+
+like($t->read_file('error.log'), qr/\[notice\].*no waiting_room_secret/,
+	'random key notice');
+unlike($t->read_file('error.log'), qr/\[warn\].*waiting room/,
+	'no warning on a plain reload');
+
+# the new workers carry on: A leaves, C is called and let in
+
+like(api('POST', 'leave', $v{A}), qr/^HTTP\/1\.\d 204/, 'A leaves');
+$r = api('GET', 'position', $v{C});
+is(json($r)->{state}, 'admitted', 'C let in');
+$v{C} = cookie($r);
+like(get('/page.html', $v{C}), qr/^X-WR: PASSED/m, 'C passes');
+is(positions(qw/ D E F /), 'D:1 E:2 F:3', 'positions move');
+
+# two reloads in a row, one right after the other
+
+$t->write_file_expand('nginx.conf', conf($conf, 2, 'three'));
+$t->reload();
+$t->write_file_expand('nginx.conf', conf($conf, 2, 'four'));
+ok(reload_to($t, 'four'), 'reloaded twice');
+
+like(get('/page.html', $v{B}), qr/^X-WR: PASSED/m, 'B passes');
+like(get('/page.html', $v{C}), qr/^X-WR: PASSED/m, 'C passes');
+is(positions(qw/ D E F /), 'D:1 E:2 F:3', 'positions kept twice');
+
+# the new workers' sweep runs: B and C stop being seen (idle=4s), and D and E
+# are called and let in
+
+my $t0 = time();
+my ($d_in, $e_in);
+while (time() - $t0 < 8 && !($d_in && $e_in)) {
+	$d_in ||= json(api('GET', 'position', $v{D}))->{state} eq 'admitted';
+	$e_in ||= json(api('GET', 'position', $v{E}))->{state} eq 'admitted';
+	api('GET', 'position', $v{F});
+	select undef, undef, undef, 0.2;
+}
+ok($d_in && $e_in, 'swept after reload: D and E let in');
+is(json(http_get('/status'))->{sessions_expired}, 2, 'expired counted');
+is(json(api('GET', 'position', $v{F}))->{position}, 1, 'F first');
+
+# a changed max_active: the room starts afresh, with a warning
+
+$t->write_file_expand('nginx.conf', conf($conf, 3, 'five'));
+ok(reload_to($t, 'five'), 'reloaded with max_active=3');
+
+like($t->read_file('error.log'),
+	qr/\[warn\].*waiting room "r": max_active changed to 3/,
+	'max_active change warned');
+
+$st = json(http_get('/status'));
+is(join(' ', @$st{qw/ active_sessions max_sessions queue_length
+	admitted_total /}), '0 3 0 0', 'status afresh');
+
+$r = api('GET', 'position', $v{F});
+is(code($r), 403, 'old ticket gone');
+
+for my $n (qw/ D E G /) {
+	like(get('/page.html'), qr/^X-WR: ADMITTED/m, "$n let in afresh");
+}
+like(get('/page.html'), qr/^X-WR: QUEUED/m, 'fourth queued');
+
+# a reload back to the same max_active keeps this new state
+
+$t->write_file_expand('nginx.conf', conf($conf, 3, 'six'));
+ok(reload_to($t, 'six'), 'reloaded once more');
+is(join(' ', @{json(http_get('/status'))}{qw/ active_sessions
+	queue_length /}), '3 1', 'state kept');
+
+# a changed zone size: nginx makes a new zone, the room starts afresh
+
+$t->write_file_expand('nginx.conf', conf($conf, 3, 'seven', '2m'));
+ok(reload_to($t, 'seven'), 'reloaded with a bigger zone');
+$st = json(http_get('/status'));
+is(join(' ', @$st{qw/ active_sessions queue_length admitted_total /}),
+	'0 0 0', 'new zone: afresh');
+ok($st->{queue_capacity} > $cap1, 'new zone: bigger queue');
+like(get('/page.html'), qr/^X-WR: ADMITTED/m, 'new zone: admits');
+
+###############################################################################
+
+sub conf {
+	my ($c, $max, $gen, $size) = @_;
+	$size = '1m' unless defined $size;
+	$c =~ s/SIZE/$size/;
+	$c =~ s/MAX/$max/;
+	$c =~ s/GEN/$gen/;
+	return $c;
+}
+
+# upstream's reload() returns at once: wait until new connections get the
+# new configuration, several times in a row
+
+sub reload_to {
+	my ($t, $gen) = @_;
+	$t->reload();
+	my $seen = 0;
+	for (1 .. 100) {
+		my $r = http_get('/gen');
+		$seen = defined $r && $r =~ /\Q$gen\E\z/ ? $seen + 1 : 0;
+		return 1 if $seen == 5;
+		select undef, undef, undef, 0.1 unless $seen;
+	}
+	return 0;
+}
+
+sub get {
+	my ($uri, $cookie) = @_;
+	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
+	return http("GET $uri HTTP/1.0\nHost: localhost\n$c\n");
+}
+
+sub api {
+	my ($method, $what, $cookie) = @_;
+	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
+	my $len = $method eq 'POST' ? "Content-Length: 0\n" : '';
+	return http("$method /_wr/$what HTTP/1.0\nHost: localhost\n$c$len\n");
+}
+
+sub positions {
+	return join ' ', map {
+		my $j = json(api('GET', 'position', $v{$_}));
+		"$_:" . ($j->{state} eq 'queued' ? $j->{position} : $j->{state})
+	} @_;
+}
+
+sub code {
+	my ($r) = @_;
+	return defined $r && $r =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 0;
+}
+
+sub body {
+	my ($r) = @_;
+	return defined $r && $r =~ /\x0d\x0a\x0d\x0a(.*)\z/s ? $1 : '';
+}
+
+sub pos_of {
+	my ($r) = @_;
+	return defined $r && $r =~ m!<strong id="pos">(\d+)</strong>! ? $1 : 0;
+}
+
+sub cookie {
+	my ($r) = @_;
+	return defined $r && $r =~ /^Set-Cookie: (wr_r=[^;\x0d\x0a]+)/mi
+		? $1 : '';
+}
+
+sub json {
+	my ($r) = @_;
+	require JSON::PP;
+	return eval { JSON::PP::decode_json(body($r)) } || { state => 'bad' };
+}
+
+###############################################################################

@@ -1,0 +1,199 @@
+#!/usr/bin/perl
+
+# Tests for the example configurations in nginx-conf/: each is started as it
+# is, but for the module (loaded by the test globals), its pid and error log
+# (the test's own), its ports (the test's) and its relative paths (under the
+# test directory), and behaves as its comments say.
+
+###############################################################################
+
+use warnings;
+use strict;
+
+use Test::More;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::Nginx;
+
+###############################################################################
+
+select STDERR; $| = 1;
+select STDOUT; $| = 1;
+
+my $t = Test::Nginx->new()->has(qw/http proxy/)->plan(27);
+my $d = $t->testdir();
+my $examples = "$FindBin::Bin/../nginx-conf";
+
+mkdir "$d/logs";
+mkdir "$d/html";
+for my $f (glob "$examples/demo-html/*") {
+	(my $name = $f) =~ s!.*/!!;
+	$t->write_file("html/$name", slurp($f));
+}
+$t->write_file('waiting_room.key', '0123456789abcdef' x 4 . "\n");
+chmod 0755, $d if $> == 0;
+
+###############################################################################
+
+# demo.conf: the shop front on 8000 (8080 here), the origin on 8001 (8081)
+
+$t->write_file_expand('nginx.conf', adapt(slurp("$examples/demo.conf"),
+	8000 => 8080, 8001 => 8081));
+like($t->read_file('nginx.conf'), qr/listen 127\.0\.0\.1:${\ port(8080) };/,
+	'demo: adapted');
+$t->run();
+
+my (@in, $r);
+for my $n (1 .. 3) {
+	$r = get('/');
+	ok(code($r) == 200 && $r =~ /Demo shop/ && $r =~ /came from the origin/,
+		"demo: visitor $n in");
+	push @in, cookie($r, 'demo');
+}
+
+$r = get('/');
+ok($r =~ m!You are number <strong id="pos">1</strong> in line!
+	&& $r !~ /came from the origin/, 'demo: visitor 4 waits');
+my $fourth = cookie($r, 'demo');
+ok($fourth, 'demo: visitor 4 ticket');
+
+like(get('/product.html', $in[0]), qr/A very popular product/,
+	'demo: admitted visitor sees a product');
+like(get('/product.html'), qr!You are number <strong id="pos">2</strong>!,
+	'demo: visitor 5 waits for the product');
+
+$r = get('/_wr/heartbeat.js');
+ok(code($r) == 200 && $r =~ m!'/_wr/'!, 'demo: heartbeat.js');
+is(code(post('/_wr/heartbeat', $in[1])), 204, 'demo: heartbeat');
+
+my $st = json(get('/_wr_status'));
+is(join(' ', @$st{qw/ room active_sessions max_sessions queue_length /}),
+	'demo 3 3 2', 'demo: status');
+
+is(code(post('/_wr/leave', $in[0])), 204, 'demo: leave');
+$r = get('/_wr/position', $fourth);
+is(json($r)->{state}, 'admitted', 'demo: visitor 4 let in');
+like(get('/', cookie($r, 'demo')), qr/came from the origin/,
+	'demo: visitor 4 in');
+
+like($t->read_file('logs/access.log'),
+	qr/"GET \/ HTTP\/1\.0" 200 room=ADMITTED pos=- wait=-/,
+	'demo: access log, admitted');
+like($t->read_file('logs/access.log'),
+	qr/"GET \/ HTTP\/1\.0" 200 room=QUEUED pos=1 wait=-/,
+	'demo: access log, queued');
+
+$t->stop();
+
+###############################################################################
+
+# shop.conf: the checkout behind the room, the catalogue open
+
+$t->write_file_expand('nginx.conf', adapt(slurp("$examples/shop.conf")));
+$t->run();
+
+$r = get('/catalogue/');
+ok($r =~ /origin: \/catalogue\// && $r !~ /Set-Cookie/i,
+	'shop: catalogue open');
+
+$r = get('/checkout/cart');
+like($r, qr/origin: \/checkout\/cart/, 'shop: checkout');
+my $c = cookie($r, 'shop');
+ok($c, 'shop: session cookie');
+like(get('/checkout/pay', $c), qr/origin: \/checkout\/pay/, 'shop: passes');
+
+$st = json(get('/waiting_room_status'));
+is(join(' ', @$st{qw/ room active_sessions max_sessions /}), 'shop 1 200',
+	'shop: status');
+
+# 200 shoppers inside at once, then a line with a 503 queue page
+
+my $in = 1;
+for (2 .. 200) {
+	$in++ if get('/checkout/') =~ /origin: \/checkout\//;
+}
+is($in, 200, 'shop: 200 inside');
+
+$r = get('/checkout/');
+is(code($r), 503, 'shop: 201st gets 503');
+like($r, qr!You are number <strong id="pos">1</strong> in line!,
+	'shop: queue page');
+
+like($t->read_file('logs/shop.log'),
+	qr/"GET \/checkout\/ HTTP\/1\.0" 503 QUEUED 1 -/,
+	'shop: log');
+
+# the key file was read: no random key
+
+unlike($t->read_file('error.log'), qr/"shop": no waiting_room_secret/,
+	'shop: secret used');
+
+my $errors = join "\n", $t->read_file('error.log')
+	=~ /^.*\[(?:emerg|alert|crit|error)\].*$/mg;
+is($errors, '', 'no errors logged');
+
+###############################################################################
+
+# The example as the test runs it: no load_module (the test globals load the
+# module), the test's pid and error log, nginx in the foreground, ports
+# mapped as asked, worker_processes 2 at least.
+
+sub adapt {
+	my ($conf, %ports) = @_;
+
+	$conf =~ s/^\s*load_module\s[^;]*;[^\n]*\n//mg;
+	$conf =~ s/^\s*(?:pid|error_log)\s[^;]*;[^\n]*\n//mg;
+	$conf =~ s/^(\s*worker_processes)\s+[^;]*;/$1 2;/m;
+	$conf = "%%TEST_GLOBALS%%\ndaemon off;\n\n" . $conf;
+	$conf =~ s/^(http\s*\{[^\n]*\n)/$1    %%TEST_GLOBALS_HTTP%%\n/m;
+
+	for my $from (keys %ports) {
+		$conf =~ s/127\.0\.0\.1:$from\b/127.0.0.1:$ports{$from}/g;
+	}
+	return $conf;
+}
+
+sub slurp {
+	my ($name) = @_;
+	open my $fh, '<', $name or die "Can't open $name: $!";
+	local $/;
+	return scalar <$fh>;
+}
+
+sub get {
+	my ($uri, $cookie) = @_;
+	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
+	return http("GET $uri HTTP/1.0\nHost: localhost\n$c\n");
+}
+
+sub post {
+	my ($uri, $cookie) = @_;
+	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
+	return http("POST $uri HTTP/1.0\nHost: localhost\n$c"
+		. "Content-Length: 0\n\n");
+}
+
+sub code {
+	my ($r) = @_;
+	return defined $r && $r =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 0;
+}
+
+sub body {
+	my ($r) = @_;
+	return defined $r && $r =~ /\x0d\x0a\x0d\x0a(.*)\z/s ? $1 : '';
+}
+
+sub cookie {
+	my ($r, $room) = @_;
+	return defined $r && $r =~ /^Set-Cookie: (wr_\Q$room\E=[^;\x0d\x0a]+)/mi
+		? $1 : undef;
+}
+
+sub json {
+	my ($r) = @_;
+	require JSON::PP;
+	return eval { JSON::PP::decode_json(body($r)) } || {};
+}
+
+###############################################################################

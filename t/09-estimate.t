@@ -1,0 +1,166 @@
+#!/usr/bin/perl
+
+# Tests for the wait estimate: honest "being measured" until the queue's pace
+# is known, then an estimate in the position poll, on the queue page and in
+# $waiting_room_wait, growing with the position; and the measured rates in
+# the status page.
+
+###############################################################################
+
+use warnings;
+use strict;
+
+use Test::More;
+use Time::HiRes qw/ time /;
+
+use FindBin;
+use lib "$FindBin::Bin/lib";
+use Test::Nginx;
+
+###############################################################################
+
+select STDERR; $| = 1;
+select STDOUT; $| = 1;
+
+my $t = Test::Nginx->new()->has(qw/http/)->plan(15);
+
+$t->write_file_expand('nginx.conf', <<'EOF');
+
+%%TEST_GLOBALS%%
+
+daemon off;
+worker_processes 2;
+
+events {
+}
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+    waiting_room_zone zone=est:1m max_active=1;
+
+    server {
+        listen       127.0.0.1:8080;
+        server_name  localhost;
+
+        add_header X-WR $waiting_room_status always;
+        add_header X-WR-Wait $waiting_room_wait always;
+
+        location / {
+            waiting_room est;
+        }
+
+        location /_wr/ {
+            waiting_room_api est;
+        }
+
+        location = /status {
+            waiting_room_status est;
+        }
+    }
+}
+
+EOF
+
+$t->write_file('page.html', "a page\n");
+chmod 0755, $t->testdir() if $> == 0;
+
+$t->run();
+
+###############################################################################
+
+# A is in, 30 wait
+
+my $in = cookie(get('/page.html'));
+my @line = map { cookie(get('/page.html')) } 1 .. 30;
+
+my $j = json(get('/_wr/position', $line[0]));
+ok($j->{state} eq 'queued' && !defined $j->{eta_seconds},
+	'no estimate at first');
+my $r = get('/page.html', $line[0]);
+like($r, qr/<dd id="eta" data-s="">being measured</, 'page: being measured');
+unlike($r, qr/^X-WR-Wait:/m, 'no $waiting_room_wait yet');
+
+# the line moves: every half second the one inside leaves and the first in
+# line is let in, until the pace is measured
+
+my $t0 = time();
+my ($moved, $st) = (0, {});
+while (time() - $t0 < 12 && @line > 10) {
+	api('POST', 'leave', $in);
+	my $next = shift @line;
+	$r = get('/_wr/position', $next);
+	$moved++ if json($r)->{state} eq 'admitted';
+	$in = cookie($r);
+	$st = json(http_get('/status'));
+	last if defined $st->{called_per_minute} && $st->{called_per_minute} > 0;
+	select undef, undef, undef, 0.5;
+}
+
+ok($moved >= 5, "the line moved ($moved)");
+ok(defined $st->{called_per_minute} && $st->{called_per_minute} > 0,
+	'status: called per minute');
+ok(defined $st->{admitted_per_minute} && $st->{admitted_per_minute} > 0,
+	'status: admitted per minute');
+ok(defined $st->{avg_wait_seconds} && $st->{avg_wait_seconds} > 0,
+	'status: average wait');
+
+# the estimate now: about a visitor every half second
+
+my $e1 = json(get('/_wr/position', $line[0]))->{eta_seconds};
+my $e2 = json(get('/_wr/position', $line[9]))->{eta_seconds};
+ok(defined $e1 && $e1 =~ /^\d+$/ && $e1 >= 1 && $e1 <= 30,
+	'estimate for the first') or diag($e1 // 'null');
+ok(defined $e2 && $e2 =~ /^\d+$/ && $e2 <= 120,
+	'estimate for the tenth') or diag($e2 // 'null');
+ok(defined $e1 && defined $e2 && $e2 > $e1, 'estimate grows with position');
+
+$r = get('/page.html', $line[9]);
+unlike($r, qr/<dd id="eta"[^>]*>being measured/, 'page: an estimate');
+like($r,
+	qr/<dd id="eta" data-s="\d+">(?:less than a minute|about \d+ minutes?)</,
+	'page: estimate in words');
+my ($wait) = $r =~ /^X-WR-Wait: (\d+)/m;
+ok(defined $wait && $wait >= $e1, '$waiting_room_wait');
+
+# the one let in has waited: $waiting_room_wait
+
+api('POST', 'leave', $in);
+$r = get('/page.html', $line[0]);
+like($r, qr/^X-WR: ADMITTED/m, 'let in on page load');
+my ($waited) = $r =~ /^X-WR-Wait: (\d+)/m;
+ok(defined $waited && $waited >= 1, 'waited seconds') or diag($waited);
+
+###############################################################################
+
+sub get {
+	my ($uri, $cookie) = @_;
+	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
+	return http("GET $uri HTTP/1.0\nHost: localhost\n$c\n");
+}
+
+sub api {
+	my ($method, $what, $cookie) = @_;
+	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
+	my $len = $method eq 'POST' ? "Content-Length: 0\n" : '';
+	return http("$method /_wr/$what HTTP/1.0\nHost: localhost\n$c$len\n");
+}
+
+sub body {
+	my ($r) = @_;
+	return defined $r && $r =~ /\x0d\x0a\x0d\x0a(.*)\z/s ? $1 : '';
+}
+
+sub cookie {
+	my ($r) = @_;
+	return defined $r && $r =~ /^Set-Cookie: (wr_est=[^;\x0d\x0a]+)/mi
+		? $1 : '';
+}
+
+sub json {
+	my ($r) = @_;
+	require JSON::PP;
+	return eval { JSON::PP::decode_json(body($r)) } || { state => 'bad' };
+}
+
+###############################################################################
