@@ -14,6 +14,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx;
+use Test::Nginx::WaitingRoom qw/ get /;
 
 ###############################################################################
 
@@ -319,33 +320,20 @@ EOF
 	return ($ok, $out);
 }
 
-sub get {
-	my ($uri, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	return http("GET $uri HTTP/1.0\nHost: localhost\n$c\n");
-}
+# the cookie of room "r", undef if none
 
 sub cookie {
-	my ($r, $room) = @_;
-	$room = 'r' unless defined $room;
-	return defined $r && $r =~ /^Set-Cookie: (wr_\Q$room\E=[^;\x0d\x0a]+)/mi
-		? $1 : undef;
+	my ($r) = @_;
+	return Test::Nginx::WaitingRoom::cookie($r, 'r');
 }
 
-# upstream's reload() returns at once: wait until new connections get the
-# new configuration, several times in a row
+# wait for the reload to the configuration with the secret $key, which
+# "/key" names
 
 sub reload_to {
 	my ($t, $key) = @_;
-	$t->reload();
-	my $seen = 0;
-	for (1 .. 100) {
-		my $r = http_get('/key');
-		$seen = defined $r && $r =~ /\Q$key\E\z/ ? $seen + 1 : 0;
-		return if $seen == 5;
-		select undef, undef, undef, 0.1 unless $seen;
-	}
-	diag("reload to $key not seen");
+	Test::Nginx::WaitingRoom::reload_to($t, $key, '/key')
+		or diag("reload to $key not seen");
 }
 
 ###############################################################################

@@ -14,6 +14,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx qw/ :DEFAULT http_start http_end /;
+use Test::Nginx::WaitingRoom qw/ req get code body wr status log_errors /;
 
 ###############################################################################
 
@@ -364,37 +365,12 @@ like($t->read_file('wr.log'),
 
 # nothing went wrong in the log
 
-my $errors = join "\n", $t->read_file('error.log')
-	=~ /^.*\[(?:emerg|alert|crit|error)\].*$/mg;
+my $errors = log_errors($t);
 is($errors, '', 'no errors logged');
 
 ###############################################################################
 
-sub req {
-	my ($uri, $cookie, $visitor) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	my $v = defined $visitor ? "X-Visitor: $visitor\n" : '';
-	return "GET $uri HTTP/1.0\nHost: localhost\n$c$v\n";
-}
-
-sub get {
-	return http(req(@_));
-}
-
-sub code {
-	my ($r) = @_;
-	return defined $r && $r =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 0;
-}
-
-sub body {
-	my ($r) = @_;
-	return defined $r && $r =~ /\x0d\x0a\x0d\x0a(.*)\z/s ? $1 : '';
-}
-
-sub wr {
-	my ($r) = @_;
-	return defined $r && $r =~ /^X-WR: (\w+)/m ? $1 : '';
-}
+# the position on the queue page, undef if there is none
 
 sub pos_of {
 	my ($r) = @_;
@@ -407,6 +383,9 @@ sub cookie_line {
 		? $1 : '';
 }
 
+# the first "wr_<room>=" cookie, even an empty one (the shared cookie() skips
+# those)
+
 sub cookie {
 	my ($r, $room) = @_;
 	return cookie_line($r, $room) =~ /^([^;]*)/ && length $1 ? $1 : undef;
@@ -417,13 +396,6 @@ sub flip {
 	my $i = int(length($s) / 2);
 	substr($s, $i, 1) = substr($s, $i, 1) eq 'A' ? 'B' : 'A';
 	return $s;
-}
-
-sub status {
-	my ($uri) = @_;
-	require JSON::PP;
-	my $b = body(http_get($uri));
-	return eval { JSON::PP::decode_json($b) } || {};
 }
 
 ###############################################################################

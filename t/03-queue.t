@@ -15,6 +15,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx;
+use Test::Nginx::WaitingRoom qw/ get post code body wr pos_of json status /;
 
 ###############################################################################
 
@@ -272,19 +273,6 @@ like(body($r), qr/^ROOM=tpl POS=3 /, 'tpl: q cookie is no cookie');
 
 ###############################################################################
 
-sub get {
-	my ($uri, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	return http("GET $uri HTTP/1.0\nHost: localhost\n$c\n");
-}
-
-sub post {
-	my ($uri, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	return http("POST $uri HTTP/1.0\nHost: localhost\n$c"
-		. "Content-Length: 0\n\n");
-}
-
 sub position {
 	my ($n) = @_;
 	return get('/_wr/position', $v{$n});
@@ -297,41 +285,12 @@ sub positions {
 	} @_;
 }
 
-sub code {
-	my ($r) = @_;
-	return defined $r && $r =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 0;
-}
-
-sub body {
-	my ($r) = @_;
-	return defined $r && $r =~ /\x0d\x0a\x0d\x0a(.*)\z/s ? $1 : '';
-}
-
-sub wr {
-	my ($r) = @_;
-	return defined $r && $r =~ /^X-WR: (\w+)/m ? $1 : '';
-}
-
-sub pos_of {
-	my ($r) = @_;
-	return defined $r && $r =~ m!<strong id="pos">(\d+)</strong>! ? $1 : 0;
-}
+# the room's cookie, of "q" unless named; '' if none
 
 sub cookie {
 	my ($r, $room) = @_;
 	$room = 'q' unless defined $room;
-	return defined $r && $r =~ /^Set-Cookie: (wr_\Q$room\E=[^;\x0d\x0a]+)/mi
-		? $1 : '';
-}
-
-sub json {
-	my ($r) = @_;
-	require JSON::PP;
-	return eval { JSON::PP::decode_json(body($r)) } || { state => 'bad' };
-}
-
-sub status {
-	return json(http_get('/status'));
+	return Test::Nginx::WaitingRoom::cookie($r, $room) // '';
 }
 
 ###############################################################################

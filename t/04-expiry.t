@@ -20,6 +20,7 @@ use Time::HiRes qw/ time /;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx;
+use Test::Nginx::WaitingRoom qw/ get code wr cookie /;
 
 ###############################################################################
 
@@ -290,44 +291,16 @@ sub in_range {
 	return defined $v && $v >= $lo && $v <= $hi;
 }
 
-sub get {
-	my ($uri, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	return http("GET $uri HTTP/1.0\nHost: localhost\n$c\n");
-}
-
 sub post {
 	my ($room, $what, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	return http("POST /_wr/$room/$what HTTP/1.0\nHost: localhost\n$c"
-		. "Content-Length: 0\n\n");
+	return Test::Nginx::WaitingRoom::post("/_wr/$room/$what", $cookie);
 }
 
-sub code {
-	my ($r) = @_;
-	return defined $r && $r =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 0;
-}
-
-sub body {
-	my ($r) = @_;
-	return defined $r && $r =~ /\x0d\x0a\x0d\x0a(.*)\z/s ? $1 : '';
-}
-
-sub wr {
-	my ($r) = @_;
-	return defined $r && $r =~ /^X-WR: (\w+)/m ? $1 : '';
-}
-
-sub cookie {
-	my ($r, $room) = @_;
-	return defined $r && $r =~ /^Set-Cookie: (wr_\Q$room\E=[^;\x0d\x0a]+)/mi
-		? $1 : undef;
-}
+# the JSON, and the answer it came in as "response"
 
 sub json {
 	my ($r) = @_;
-	require JSON::PP;
-	my $j = eval { JSON::PP::decode_json(body($r)) } || { state => 'bad' };
+	my $j = Test::Nginx::WaitingRoom::json($r);
 	$j->{response} = $r;
 	return $j;
 }

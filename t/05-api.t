@@ -14,6 +14,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx;
+use Test::Nginx::WaitingRoom qw/ get code body cookie json log_errors /;
 
 ###############################################################################
 
@@ -245,8 +246,7 @@ is(json(api('GET', 'position', $v{E}))->{position}, 1, 'E moves up');
 
 # nothing bad was logged
 
-my $errors = join "\n", $t->read_file('error.log')
-	=~ /^.*\[(?:emerg|alert|crit|error)\].*$/mg;
+my $errors = log_errors($t);
 is($errors, '', 'no errors logged');
 
 ###############################################################################
@@ -300,18 +300,12 @@ ok(exists $st->{admitted_per_minute} && exists $st->{called_per_minute},
 
 ###############################################################################
 
-sub get {
-	my ($uri, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	return http("GET $uri HTTP/1.0\nHost: localhost\n$c\n");
-}
+# a call of room "r"'s API, at "/queue-api/"
 
 sub api {
 	my ($method, $what, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	my $len = $method =~ /^(POST|PUT)$/ ? "Content-Length: 0\n" : '';
-	return http("$method /queue-api/$what HTTP/1.0\nHost: localhost\n"
-		. "$c$len\n");
+	return Test::Nginx::WaitingRoom::api($method, $what, $cookie,
+		'/queue-api/');
 }
 
 sub sapi {
@@ -319,22 +313,6 @@ sub sapi {
 	my $m = $what eq 'position' ? 'GET' : 'POST';
 	return http("$m /_wr/$what HTTP/1.0\nHost: localhost\nCookie: $cookie\n"
 		. "Content-Length: 0\n\n");
-}
-
-sub code {
-	my ($r) = @_;
-	return defined $r && $r =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 0;
-}
-
-sub body {
-	my ($r) = @_;
-	return defined $r && $r =~ /\x0d\x0a\x0d\x0a(.*)\z/s ? $1 : '';
-}
-
-sub cookie {
-	my ($r, $room) = @_;
-	return defined $r && $r =~ /^Set-Cookie: (wr_\Q$room\E=[^;\x0d\x0a]+)/mi
-		? $1 : undef;
 }
 
 sub val {
@@ -347,12 +325,6 @@ sub flip {
 	my $i = length($s) - 3;
 	substr($s, $i, 1) = substr($s, $i, 1) eq 'A' ? 'B' : 'A';
 	return $s;
-}
-
-sub json {
-	my ($r) = @_;
-	require JSON::PP;
-	return eval { JSON::PP::decode_json(body($r)) } || { state => 'bad' };
 }
 
 ###############################################################################

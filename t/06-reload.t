@@ -16,6 +16,7 @@ use Time::HiRes qw/ time /;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx;
+use Test::Nginx::WaitingRoom qw/ get api code pos_of json reload_to /;
 
 ###############################################################################
 
@@ -191,35 +192,6 @@ sub conf {
 	return $c;
 }
 
-# upstream's reload() returns at once: wait until new connections get the
-# new configuration, several times in a row
-
-sub reload_to {
-	my ($t, $gen) = @_;
-	$t->reload();
-	my $seen = 0;
-	for (1 .. 100) {
-		my $r = http_get('/gen');
-		$seen = defined $r && $r =~ /\Q$gen\E\z/ ? $seen + 1 : 0;
-		return 1 if $seen == 5;
-		select undef, undef, undef, 0.1 unless $seen;
-	}
-	return 0;
-}
-
-sub get {
-	my ($uri, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	return http("GET $uri HTTP/1.0\nHost: localhost\n$c\n");
-}
-
-sub api {
-	my ($method, $what, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	my $len = $method eq 'POST' ? "Content-Length: 0\n" : '';
-	return http("$method /_wr/$what HTTP/1.0\nHost: localhost\n$c$len\n");
-}
-
 sub positions {
 	return join ' ', map {
 		my $j = json(api('GET', 'position', $v{$_}));
@@ -227,31 +199,11 @@ sub positions {
 	} @_;
 }
 
-sub code {
-	my ($r) = @_;
-	return defined $r && $r =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 0;
-}
-
-sub body {
-	my ($r) = @_;
-	return defined $r && $r =~ /\x0d\x0a\x0d\x0a(.*)\z/s ? $1 : '';
-}
-
-sub pos_of {
-	my ($r) = @_;
-	return defined $r && $r =~ m!<strong id="pos">(\d+)</strong>! ? $1 : 0;
-}
+# the cookie of room "r", '' if none
 
 sub cookie {
 	my ($r) = @_;
-	return defined $r && $r =~ /^Set-Cookie: (wr_r=[^;\x0d\x0a]+)/mi
-		? $1 : '';
-}
-
-sub json {
-	my ($r) = @_;
-	require JSON::PP;
-	return eval { JSON::PP::decode_json(body($r)) } || { state => 'bad' };
+	return Test::Nginx::WaitingRoom::cookie($r, 'r') // '';
 }
 
 ###############################################################################

@@ -15,6 +15,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx;
+use Test::Nginx::WaitingRoom qw/ req code body wr pos_of json /;
 
 ###############################################################################
 
@@ -253,49 +254,23 @@ is($sa->{queue_length}, 1, 'server level: W alone in line');
 
 sub get {
 	my ($uri, $cookie, $port) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	return http("GET $uri HTTP/1.0\nHost: localhost\n$c\n",
+	return http(req($uri, $cookie),
 		PeerAddr => '127.0.0.1:' . port($port || 8080));
 }
 
+# a call of the API of $room, at "/_wr_$room/"
+
 sub api {
 	my ($room, $method, $what, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	my $len = $method eq 'POST' ? "Content-Length: 0\n" : '';
-	return http("$method /_wr_$room/$what HTTP/1.0\nHost: localhost\n"
-		. "$c$len\n");
+	return Test::Nginx::WaitingRoom::api($method, $what, $cookie,
+		"/_wr_$room/");
 }
 
-sub code {
-	my ($r) = @_;
-	return defined $r && $r =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 0;
-}
-
-sub body {
-	my ($r) = @_;
-	return defined $r && $r =~ /\x0d\x0a\x0d\x0a(.*)\z/s ? $1 : '';
-}
-
-sub wr {
-	my ($r) = @_;
-	return defined $r && $r =~ /^X-WR: (\w+)/m ? $1 : '';
-}
-
-sub pos_of {
-	my ($r) = @_;
-	return defined $r && $r =~ m!<strong id="pos">(\d+)</strong>! ? $1 : 0;
-}
+# the room's cookie, '' if none
 
 sub cookie {
 	my ($r, $room) = @_;
-	return defined $r && $r =~ /^Set-Cookie: (wr_\Q$room\E=[^;\x0d\x0a]+)/mi
-		? $1 : '';
-}
-
-sub json {
-	my ($r) = @_;
-	require JSON::PP;
-	return eval { JSON::PP::decode_json(body($r)) } || { state => 'bad' };
+	return Test::Nginx::WaitingRoom::cookie($r, $room) // '';
 }
 
 ###############################################################################

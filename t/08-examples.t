@@ -15,6 +15,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx;
+use Test::Nginx::WaitingRoom qw/ get post code body cookie log_errors /;
 
 ###############################################################################
 
@@ -129,8 +130,7 @@ like($t->read_file('logs/shop.log'),
 unlike($t->read_file('error.log'), qr/"shop": no waiting_room_secret/,
 	'shop: secret used');
 
-my $errors = join "\n", $t->read_file('error.log')
-	=~ /^.*\[(?:emerg|alert|crit|error)\].*$/mg;
+my $errors = log_errors($t);
 is($errors, '', 'no errors logged');
 
 ###############################################################################
@@ -161,34 +161,7 @@ sub slurp {
 	return scalar <$fh>;
 }
 
-sub get {
-	my ($uri, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	return http("GET $uri HTTP/1.0\nHost: localhost\n$c\n");
-}
-
-sub post {
-	my ($uri, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	return http("POST $uri HTTP/1.0\nHost: localhost\n$c"
-		. "Content-Length: 0\n\n");
-}
-
-sub code {
-	my ($r) = @_;
-	return defined $r && $r =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 0;
-}
-
-sub body {
-	my ($r) = @_;
-	return defined $r && $r =~ /\x0d\x0a\x0d\x0a(.*)\z/s ? $1 : '';
-}
-
-sub cookie {
-	my ($r, $room) = @_;
-	return defined $r && $r =~ /^Set-Cookie: (wr_\Q$room\E=[^;\x0d\x0a]+)/mi
-		? $1 : undef;
-}
+# the body as JSON; {} if it is not
 
 sub json {
 	my ($r) = @_;

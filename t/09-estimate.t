@@ -16,6 +16,7 @@ use Time::HiRes qw/ time /;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx;
+use Test::Nginx::WaitingRoom qw/ get api json /;
 
 ###############################################################################
 
@@ -133,34 +134,11 @@ ok(defined $waited && $waited >= 1, 'waited seconds') or diag($waited);
 
 ###############################################################################
 
-sub get {
-	my ($uri, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	return http("GET $uri HTTP/1.0\nHost: localhost\n$c\n");
-}
-
-sub api {
-	my ($method, $what, $cookie) = @_;
-	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
-	my $len = $method eq 'POST' ? "Content-Length: 0\n" : '';
-	return http("$method /_wr/$what HTTP/1.0\nHost: localhost\n$c$len\n");
-}
-
-sub body {
-	my ($r) = @_;
-	return defined $r && $r =~ /\x0d\x0a\x0d\x0a(.*)\z/s ? $1 : '';
-}
+# the cookie of room "est", '' if none
 
 sub cookie {
 	my ($r) = @_;
-	return defined $r && $r =~ /^Set-Cookie: (wr_est=[^;\x0d\x0a]+)/mi
-		? $1 : '';
-}
-
-sub json {
-	my ($r) = @_;
-	require JSON::PP;
-	return eval { JSON::PP::decode_json(body($r)) } || { state => 'bad' };
+	return Test::Nginx::WaitingRoom::cookie($r, 'est') // '';
 }
 
 ###############################################################################

@@ -1,0 +1,142 @@
+package Test::Nginx::WaitingRoom;
+
+# Helpers for the waiting room tests, shared by t/*.t: requests with a
+# cookie, and what the answers say (status code, body, X-WR header, queue
+# position, the room's cookie, JSON).
+#
+# Like upstream nginx-tests' lib/Test/Nginx/*.pm, this uses only core Perl and
+# the public API of Test::Nginx (http, http_get), so that the tests run with
+# our t/lib/Test/Nginx.pm or with upstream's in its place.  Helpers that need
+# the test object take it as an argument; none keeps it.
+
+###############################################################################
+
+use warnings;
+use strict;
+
+use base qw/ Exporter /;
+our @EXPORT_OK = qw/ req get post api code body wr pos_of cookie json status
+	reload_to log_errors /;
+
+use Test::Nginx qw/ http http_get /;
+
+###############################################################################
+
+# requests: HTTP/1.0 to 127.0.0.1:port(8080), with the Cookie header only if
+# a cookie is given, and an X-Visitor header (for access logs) if one is
+
+sub req {
+	my ($uri, $cookie, $visitor) = @_;
+	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
+	my $v = defined $visitor ? "X-Visitor: $visitor\n" : '';
+	return "GET $uri HTTP/1.0\nHost: localhost\n$c$v\n";
+}
+
+sub get {
+	return http(req(@_));
+}
+
+sub post {
+	my ($uri, $cookie) = @_;
+	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
+	return http("POST $uri HTTP/1.0\nHost: localhost\n$c"
+		. "Content-Length: 0\n\n");
+}
+
+# a call of the waiting room API under $prefix, "/_wr/" unless given
+
+sub api {
+	my ($method, $what, $cookie, $prefix) = @_;
+	$prefix = '/_wr/' unless defined $prefix;
+	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
+	my $len = $method =~ /^(POST|PUT)$/ ? "Content-Length: 0\n" : '';
+	return http("$method $prefix$what HTTP/1.0\nHost: localhost\n"
+		. "$c$len\n");
+}
+
+###############################################################################
+
+# answers; each takes undef (a failed request) as well
+
+sub code {
+	my ($r) = @_;
+	return defined $r && $r =~ m!^HTTP/1\.\d (\d{3})! ? $1 : 0;
+}
+
+sub body {
+	my ($r) = @_;
+	return defined $r && $r =~ /\x0d\x0a\x0d\x0a(.*)\z/s ? $1 : '';
+}
+
+# $waiting_room_status, as the tests' "add_header X-WR" sends it
+
+sub wr {
+	my ($r) = @_;
+	return defined $r && $r =~ /^X-WR: (\w+)/m ? $1 : '';
+}
+
+# the position on the queue page, 0 if there is none
+
+sub pos_of {
+	my ($r) = @_;
+	return defined $r && $r =~ m!<strong id="pos">(\d+)</strong>! ? $1 : 0;
+}
+
+# "wr_<room>=<value>" of the room's cookie set in the answer, or undef
+
+sub cookie {
+	my ($r, $room) = @_;
+	return defined $r && $r =~ /^Set-Cookie: (wr_\Q$room\E=[^;\x0d\x0a]+)/mi
+		? $1 : undef;
+}
+
+# the body as JSON; { state => 'bad' } if it is not
+
+sub json {
+	my ($r) = @_;
+	require JSON::PP;
+	return eval { JSON::PP::decode_json(body($r)) } || { state => 'bad' };
+}
+
+# a status page, "/status" unless given
+
+sub status {
+	my ($uri) = @_;
+	$uri = '/status' unless defined $uri;
+	return json(http_get($uri));
+}
+
+###############################################################################
+
+# upstream's reload() returns at once: wait until new connections get the
+# new configuration, several times in a row.  $uri (default "/gen") returns
+# a string unique to each configuration, and $want is that of the new one.
+# True if it was seen.
+
+sub reload_to {
+	my ($t, $want, $uri) = @_;
+	$uri = '/gen' unless defined $uri;
+	$t->reload();
+	my $seen = 0;
+	for (1 .. 100) {
+		my $r = http_get($uri);
+		$seen = defined $r && $r =~ /\Q$want\E\z/ ? $seen + 1 : 0;
+		return 1 if $seen == 5;
+		select undef, undef, undef, 0.1 unless $seen;
+	}
+	return 0;
+}
+
+# the [emerg], [alert], [crit] and [error] lines of the test's error.log
+
+sub log_errors {
+	my ($t) = @_;
+	return join "\n", $t->read_file('error.log')
+		=~ /^.*\[(?:emerg|alert|crit|error)\].*$/mg;
+}
+
+###############################################################################
+
+1;
+
+###############################################################################
