@@ -254,7 +254,7 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
                     ..Verdict::default()
                 },
             );
-            let refresh = page::refresh_seconds(position, room.timing.claim_window_ms);
+            let refresh = page::refresh_seconds(position, eta, room.timing.claim_window_ms);
             let view = QueueView {
                 room: &room.name,
                 position,

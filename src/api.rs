@@ -168,7 +168,7 @@ fn position(
                 "position": position,
                 "queue_length": queue_length,
                 "eta_seconds": eta,
-                "refresh_seconds": page::refresh_seconds(position, claim),
+                "refresh_seconds": page::refresh_seconds(position, eta, claim),
             }),
         ),
         Some(Outcome::Admitted { session, .. }) => {
@@ -186,7 +186,7 @@ fn position(
                 "position": null,
                 "queue_length": queue_length,
                 "eta_seconds": null,
-                "refresh_seconds": page::refresh_seconds(1, claim),
+                "refresh_seconds": page::refresh_seconds(1, None, claim),
             }),
         ),
     }
@@ -201,7 +201,7 @@ fn admitted(r: &mut ngx_http_request_t, queue_length: u64, claim: u64) -> ngx_in
             "position": null,
             "queue_length": queue_length,
             "eta_seconds": 0,
-            "refresh_seconds": page::refresh_seconds(1, claim),
+            "refresh_seconds": page::refresh_seconds(1, None, claim),
         }),
     )
 }

@@ -101,12 +101,16 @@ pub fn heartbeat_js(api: &str, heartbeat_ms: u64) -> String {
     })
 }
 
-/// How often a visitor at `position` should check again: often near the front, where a call
-/// must be answered within the claim window, less often far back, where it would only load
-/// the server.
-pub fn refresh_seconds(position: u64, claim_window_ms: u64) -> u64 {
-    let far = 5 + position / 100;
-    far.min(30).min((claim_window_ms / 3000).max(1))
+/// How often a visitor at `position` should check again: about a quarter of the estimated
+/// wait, so that a called visitor comes in soon after their slot frees, and seldom far back in
+/// the line, where polls would only load the server; never longer than a third of the claim
+/// window, so a call is answered in time. Until the pace is known, by position alone.
+pub fn refresh_seconds(position: u64, eta: Option<u64>, claim_window_ms: u64) -> u64 {
+    let wanted = match eta {
+        Some(eta) => eta / 4,
+        None => 5 + position / 100,
+    };
+    wanted.clamp(1, 30).min((claim_window_ms / 3000).max(1))
 }
 
 #[cfg(test)]
@@ -151,10 +155,13 @@ mod tests {
     }
 
     #[test]
-    fn refresh_is_short_near_the_front_and_within_the_claim_window() {
-        assert_eq!(refresh_seconds(1, 30_000), 5);
-        assert_eq!(refresh_seconds(100_000, 30_000), 10);
-        assert_eq!(refresh_seconds(100_000, 300_000), 30);
-        assert_eq!(refresh_seconds(1, 2_000), 1);
+    fn refresh_follows_the_wait_and_stays_within_the_claim_window() {
+        assert_eq!(refresh_seconds(1, None, 30_000), 5);
+        assert_eq!(refresh_seconds(100_000, None, 30_000), 10);
+        assert_eq!(refresh_seconds(100_000, None, 300_000), 30);
+        assert_eq!(refresh_seconds(1, None, 2_000), 1);
+        assert_eq!(refresh_seconds(1, Some(2), 30_000), 1);
+        assert_eq!(refresh_seconds(40, Some(20), 30_000), 5);
+        assert_eq!(refresh_seconds(9_000, Some(5_000), 300_000), 30);
     }
 }

@@ -70,10 +70,10 @@ $t->run();
 
 ###############################################################################
 
-# A is in, 30 wait
+# A is in, 70 wait
 
 my $in = cookie(get('/page.html'));
-my @line = map { cookie(get('/page.html')) } 1 .. 30;
+my @line = map { cookie(get('/page.html')) } 1 .. 70;
 
 my $j = json(get('/_wr/position', $line[0]));
 ok($j->{state} eq 'queued' && !defined $j->{eta_seconds},
@@ -83,11 +83,12 @@ like($r, qr/<dd id="eta" data-s="">being measured</, 'page: being measured');
 unlike($r, qr/^X-WR-Wait:/m, 'no $waiting_room_wait yet');
 
 # the line moves: every half second the one inside leaves and the first in
-# line is let in, until the pace is measured
+# line is let in, until the pace is measured (the pace is published after
+# some 20 seconds of measuring it)
 
 my $t0 = time();
 my ($moved, $st) = (0, {});
-while (time() - $t0 < 12 && @line > 10) {
+while (time() - $t0 < 40 && @line > 10) {
 	api('POST', 'leave', $in);
 	my $next = shift @line;
 	$r = get('/_wr/position', $next);

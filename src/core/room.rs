@@ -23,7 +23,7 @@ use core::mem::{align_of, size_of};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"ngxWRoom");
 /// Bump whenever the layout of any `#[repr(C)]` struct here changes.
-pub const LAYOUT_VERSION: u32 = 1;
+pub const LAYOUT_VERSION: u32 = 2;
 /// Longest random key kept in the region.
 pub const KEY_MAX: usize = 64;
 /// The smallest queue a region may hold.
@@ -38,6 +38,11 @@ const LAZY_BUDGET: u32 = 64;
 const WINDOW_MS: u64 = 5_000;
 /// Time constant of the rates' exponential smoothing.
 const SMOOTHING_MS: f64 = 30_000.0;
+/// The queue's pace is first published after this long of measuring it, from the first call
+/// on, and at least `WARM_CALLS` calls: an average from a moment when nobody had left yet
+/// would promise waits many times too long.
+const WARM_MS: u64 = 20_000;
+const WARM_CALLS: u64 = 3;
 
 /// The room's time limits, from the configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -95,6 +100,9 @@ struct Counters {
     call_rate_known: u32,
     admit_rate_known: u32,
     wait_known: u32,
+    /// Calls and time measured so far while the pace is not yet known.
+    warm_calls: u64,
+    warm_ms: u64,
     /// Tickets called per minute, smoothed.
     call_rate: f64,
     /// Visitors admitted (directly or from the queue) per minute, smoothed.
@@ -703,9 +711,8 @@ impl<'a> Room<'a> {
         let waiting = self.waiting() > 0;
         let st = &mut self.hdr.stats;
         if st.window_start == 0 || now < st.window_start {
+            // The first window also counts what happened before the first sweep.
             st.window_start = now;
-            st.window_calls = 0;
-            st.window_admits = 0;
             st.window_had_waiting = u32::from(waiting);
             return;
         }
@@ -715,15 +722,28 @@ impl<'a> Room<'a> {
         }
         let minutes = dt as f64 / 60_000.0;
         let alpha = 1.0 - (-(dt as f64) / SMOOTHING_MS).exp();
-        let smooth = |known: &mut u32, rate: &mut f64, sample: f64| {
-            *rate = if *known == 0 { sample } else { *rate + alpha * (sample - *rate) };
-            *known = 1;
-        };
         // The queue's pace is only measurable while people are waiting for it.
-        if st.window_had_waiting != 0 || st.window_calls > 0 {
-            smooth(&mut st.call_rate_known, &mut st.call_rate, st.window_calls as f64 / minutes);
+        let measurable = st.window_had_waiting != 0 || st.window_calls > 0;
+        if st.call_rate_known != 0 {
+            if measurable {
+                let sample = st.window_calls as f64 / minutes;
+                st.call_rate += alpha * (sample - st.call_rate);
+            }
+        } else if measurable && (st.warm_ms > 0 || st.window_calls > 0) {
+            st.warm_calls += st.window_calls;
+            st.warm_ms += dt;
+            if st.warm_ms >= WARM_MS && st.warm_calls >= WARM_CALLS {
+                st.call_rate = st.warm_calls as f64 * 60_000.0 / st.warm_ms as f64;
+                st.call_rate_known = 1;
+            }
         }
-        smooth(&mut st.admit_rate_known, &mut st.admit_rate, st.window_admits as f64 / minutes);
+        let sample = st.window_admits as f64 / minutes;
+        st.admit_rate = if st.admit_rate_known == 0 {
+            sample
+        } else {
+            st.admit_rate + alpha * (sample - st.admit_rate)
+        };
+        st.admit_rate_known = 1;
         st.window_start = now;
         st.window_calls = 0;
         st.window_admits = 0;

@@ -308,14 +308,23 @@ fn the_estimate_waits_for_a_measured_pace() {
     let mut now = 1_000_000;
     let Entry::Admitted(mut inside) = room.enter(now, &T) else { panic!() };
     let mut line = Vec::new();
-    for _ in 0..20 {
+    for _ in 0..40 {
         let Entry::Queued { ticket, .. } = room.enter(now, &T) else { panic!() };
         line.push(ticket);
     }
-    room.sweep(now, &T, 100);
+    // Nobody leaves for the first 20 s: that says nothing yet of the pace to come.
+    for _ in 0..20 {
+        now += 1000;
+        room.touch_session(inside, now, &T);
+        for t in &line {
+            room.poll(*t, now, &T);
+        }
+        room.sweep(now, &T, 100);
+    }
     assert_eq!(room.eta_seconds(5), None, "no pace measured yet");
-    // One admission every 2 seconds: 30 a minute.
-    for _ in 0..6 {
+    // Then one admission every 2 seconds: 30 a minute.
+    let mut known_after = None;
+    for round in 0..14 {
         now += 2000;
         room.leave_session(inside, now, &T);
         let next = line.remove(0);
@@ -325,7 +334,11 @@ fn the_estimate_waits_for_a_measured_pace() {
             room.poll(*t, now, &T);
         }
         room.sweep(now, &T, 100);
+        if known_after.is_none() && room.eta_seconds(10).is_some() {
+            known_after = Some(round);
+        }
     }
+    assert!(known_after.is_some_and(|r| r >= 8), "published after some 20 s of measuring");
     let eta = room.eta_seconds(10).unwrap();
     assert!((15..=25).contains(&eta), "10 ahead at 30/min is about 20 s, got {eta}");
     let avg = room.snapshot().avg_wait_seconds.unwrap();
