@@ -15,7 +15,7 @@ use nginx_sys::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
 
-use crate::conf::{LocConf, Room as RoomConf};
+use crate::conf::Room as RoomConf;
 use crate::core::room::{Entry, Poll, SessionRef, TicketRef};
 use crate::core::token::{Kind, Token};
 use crate::http::{self, Verdict};
@@ -264,23 +264,17 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
                 api: lcf.api(),
             };
             let body = page::queue_page(lcf.page.as_deref().unwrap_or(page::QUEUE_PAGE), &view);
-            respond(r, lcf, lcf.queue_status, refresh, body.as_bytes())
+            respond(r, lcf.queue_status, refresh, body.as_bytes())
         }
         Outcome::Full => {
             http::set_verdict(r, Verdict { status: Some("REJECTED"), ..Verdict::default() });
-            respond(r, lcf, NGX_HTTP_SERVICE_UNAVAILABLE as usize, 60, page::FULL_PAGE.as_bytes())
+            respond(r, NGX_HTTP_SERVICE_UNAVAILABLE as usize, 60, page::FULL_PAGE.as_bytes())
         }
     }
 }
 
 /// Sends a page of our own from the access phase and finishes the request.
-fn respond(
-    r: &mut ngx_http_request_t,
-    _lcf: &LocConf,
-    status: usize,
-    retry_after: u64,
-    body: &[u8],
-) -> ngx_int_t {
+fn respond(r: &mut ngx_http_request_t, status: usize, retry_after: u64, body: &[u8]) -> ngx_int_t {
     // SAFETY: a live main request; the body is not wanted, whatever the method.
     let rc = unsafe { ngx_http_discard_request_body(r) };
     if rc != NGX_OK as ngx_int_t {
