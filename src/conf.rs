@@ -12,6 +12,7 @@
 //! waiting_room_status NAME;                                          # location
 //! ```
 
+use core::cell::Cell;
 use core::ffi::{c_char, c_void};
 use core::{ptr, slice};
 use std::fmt::Display;
@@ -56,6 +57,9 @@ pub struct Room {
     pub region_len: usize,
     pub shpool: *mut nginx_sys::ngx_slab_pool_t,
     pub signer: Option<Signer>,
+    /// This worker's last view of the zone's layout and epoch, for checking a live session
+    /// without the lock (see `access`).
+    pub seen_layout: Cell<Option<(Layout, u64)>>,
 }
 
 impl Room {
@@ -78,6 +82,7 @@ impl Room {
             region_len: 0,
             shpool: ptr::null_mut(),
             signer: None,
+            seen_layout: Cell::new(None),
         }
     }
 }

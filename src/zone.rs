@@ -208,5 +208,6 @@ pub fn with_room<R>(room: &RoomConf, f: impl FnOnce(&mut Room) -> R) -> Result<R
     // else touches it until `_lock` is dropped, after `f` returns.
     let region = unsafe { core::slice::from_raw_parts_mut(room.region, room.region_len) };
     let mut r = Room::attach(region).map_err(ZoneError::Corrupt)?;
+    room.seen_layout.set(Some((r.layout(), r.epoch())));
     Ok(f(&mut r))
 }

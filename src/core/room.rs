@@ -20,6 +20,7 @@
 
 use super::fenwick;
 use core::mem::{align_of, size_of};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 const MAGIC: u64 = u64::from_le_bytes(*b"ngxWRoom");
 /// Bump whenever the layout of any `#[repr(C)]` struct here changes.
@@ -57,14 +58,39 @@ pub struct Timing {
     pub claim_window_ms: u64,
 }
 
+/// A session's slot. Its fields are atomics because a live session is checked and seen
+/// without the zone's lock ([`touch_session_unlocked`]); under the lock they are read and
+/// written like plain numbers (relaxed atomics compile to plain loads and stores).
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Debug, Default)]
 struct SessionSlot {
     /// 0 when the slot is free; otherwise a number never used before in this region.
+    id: AtomicU64,
+    created: AtomicU64,
+    last_seen: AtomicU64,
+}
+
+/// A session slot's values at one moment.
+#[derive(Clone, Copy)]
+struct Session {
     id: u64,
     created: u64,
     last_seen: u64,
 }
+
+impl SessionSlot {
+    fn get(&self) -> Session {
+        Session {
+            id: self.id.load(Relaxed),
+            created: self.created.load(Relaxed),
+            last_seen: self.last_seen.load(Relaxed),
+        }
+    }
+}
+
+/// A visitor seen again within a sixteenth of `idle` (at most a second) is not written down
+/// again: it saves a write to shared memory on most requests and shifts `idle` by little.
+const SEEN_GRANULARITY_MAX_MS: u64 = 1000;
 
 const FREE: u32 = 0;
 const WAITING: u32 = 1;
@@ -275,6 +301,7 @@ pub struct Swept {
 /// A room laid over a region. Holding a `Room` means holding the region exclusively (in
 /// nginx: holding the zone's lock).
 pub struct Room<'a> {
+    layout: Layout,
     hdr: &'a mut Header,
     sessions: &'a mut [SessionSlot],
     free: &'a mut [u32],
@@ -298,6 +325,7 @@ impl<'a> Room<'a> {
         // for 'a, so nothing else can reach these bytes while the `Room` lives.
         unsafe {
             Ok(Room {
+                layout: *l,
                 hdr: &mut *(base as *mut Header),
                 sessions: core::slice::from_raw_parts_mut(
                     base.add(l.sessions_at) as *mut SessionSlot,
@@ -344,7 +372,8 @@ impl<'a> Room<'a> {
             head: 0,
             tail: 0,
             live: 0,
-            next_session_id: 1,
+            // Ids never repeat within a layout, and hardly ever across layouts.
+            next_session_id: epoch.max(1),
             next_visitor: 1,
             ticket_sweep: 0,
             last_sweep: 0,
@@ -379,6 +408,11 @@ impl<'a> Room<'a> {
             return Err(AttachError::LayoutChanged);
         }
         Room::split(region, &l)
+    }
+
+    /// Where the tables are, for [`touch_session_unlocked`].
+    pub fn layout(&self) -> Layout {
+        self.layout
     }
 
     /// The capacity the room was laid out for.
@@ -419,9 +453,11 @@ impl<'a> Room<'a> {
         self.hdr.free_top -= 1;
         let slot = self.free[self.hdr.free_top as usize];
         let id = self.hdr.next_session_id;
-        self.hdr.next_session_id += 1;
-        let s = self.sessions.get_mut(slot as usize)?;
-        *s = SessionSlot { id, created: now, last_seen: now };
+        self.hdr.next_session_id = id.wrapping_add(1).max(1);
+        let s = self.sessions.get(slot as usize)?;
+        s.created.store(now, Relaxed);
+        s.last_seen.store(now, Relaxed);
+        s.id.store(id, Relaxed);
         self.hdr.active += 1;
         self.hdr.stats.admitted_total += 1;
         self.hdr.stats.window_admits += 1;
@@ -429,36 +465,33 @@ impl<'a> Room<'a> {
     }
 
     fn close_session(&mut self, slot: u32) {
-        let Some(s) = self.sessions.get_mut(slot as usize) else { return };
-        if s.id == 0 {
+        let Some(s) = self.sessions.get(slot as usize) else { return };
+        if s.id.load(Relaxed) == 0 {
             return;
         }
-        s.id = 0;
+        s.id.store(0, Relaxed);
         self.free[self.hdr.free_top as usize] = slot;
         self.hdr.free_top += 1;
         self.hdr.active -= 1;
     }
 
-    fn session_expired(s: &SessionSlot, now: u64, t: &Timing) -> bool {
-        now.saturating_sub(s.last_seen) > t.idle_ms || now.saturating_sub(s.created) >= t.session_ms
-    }
-
-    fn live_session(&self, r: SessionRef) -> Option<&SessionSlot> {
-        self.sessions.get(r.slot as usize).filter(|s| s.id != 0 && s.id == r.id)
+    fn live_session(&self, r: SessionRef) -> Option<Session> {
+        self.sessions
+            .get(r.slot as usize)
+            .map(SessionSlot::get)
+            .filter(|s| s.id != 0 && s.id == r.id)
     }
 
     /// Whether `r` is a live session; if so it is seen now. An expired one is ended here.
     pub fn touch_session(&mut self, r: SessionRef, now: u64, t: &Timing) -> bool {
         let Some(s) = self.live_session(r) else { return false };
-        if Self::session_expired(s, now, t) {
+        if s.expired(now, t) {
             self.close_session(r.slot);
             self.hdr.stats.sessions_expired += 1;
             self.promote(now, t);
             return false;
         }
-        if let Some(s) = self.sessions.get_mut(r.slot as usize) {
-            s.last_seen = now;
-        }
+        s.see(&self.sessions[r.slot as usize], now, t);
         true
     }
 
@@ -663,8 +696,8 @@ impl<'a> Room<'a> {
         for _ in 0..budget.min(cap) {
             let i = self.hdr.session_sweep % cap;
             self.hdr.session_sweep = (i + 1) % cap;
-            let s = self.sessions[i as usize];
-            if s.id != 0 && Self::session_expired(&s, now, t) {
+            let s = self.sessions[i as usize].get();
+            if s.id != 0 && s.expired(now, t) {
                 self.close_session(i);
                 self.hdr.stats.sessions_expired += 1;
                 swept.sessions += 1;
@@ -807,11 +840,60 @@ impl<'a> Room<'a> {
         for s in &live {
             assert!(s.number >= h.head && s.number < h.tail);
         }
-        let active = self.sessions.iter().filter(|s| s.id != 0).count() as u32;
+        let active = self.sessions.iter().filter(|s| s.get().id != 0).count() as u32;
         assert_eq!(active, h.active);
         assert_eq!(h.free_top + active, h.session_cap);
         assert!(h.active + h.called <= h.max_active, "capacity exceeded");
     }
+}
+
+impl Session {
+    fn expired(&self, now: u64, t: &Timing) -> bool {
+        now.saturating_sub(self.last_seen) > t.idle_ms
+            || now.saturating_sub(self.created) >= t.session_ms
+    }
+
+    /// Writes down that the session was seen `now`, unless it was a moment ago.
+    fn see(&self, slot: &SessionSlot, now: u64, t: &Timing) {
+        if now.saturating_sub(self.last_seen) >= (t.idle_ms / 16).min(SEEN_GRANULARITY_MAX_MS) {
+            slot.last_seen.store(now, Relaxed);
+        }
+    }
+}
+
+/// The common case without the zone's lock: whether `r` is a live, unexpired session of the
+/// region laid out as `layout`; if so it is seen now. `false` says only "not sure": the
+/// caller then asks again under the lock, where an expired session is ended.
+///
+/// A race with a locked operation is harmless: a session ended a moment ago may pass one more
+/// request, and a `last_seen` written into a slot just reused holds "now", as the new session's
+/// own does.
+///
+/// # Safety
+/// `base` is the start of a region of `layout.region_len` bytes, 8-byte aligned, that was laid
+/// out by [`Room::create`] with this layout (a stale layout after a reload reads the wrong
+/// slot, which a session id, unique across layouts, does not match), and that stays mapped
+/// while the call runs. The region's session slots are only ever accessed as atomics.
+pub unsafe fn touch_session_unlocked(
+    base: *mut u8,
+    layout: &Layout,
+    r: SessionRef,
+    now: u64,
+    t: &Timing,
+) -> bool {
+    if r.slot >= layout.session_cap || r.id == 0 {
+        return false;
+    }
+    // SAFETY: by the caller's promise the slot lies inside the region, aligned; the slot's
+    // fields are atomics, so reading and writing them while other processes do is defined.
+    let slot =
+        unsafe { &*(base.add(layout.sessions_at) as *const SessionSlot).add(r.slot as usize) };
+    let s = slot.get();
+    if s.id != r.id || s.expired(now, t) {
+        return false;
+    }
+    s.see(slot, now, t);
+    true
 }
 
 fn region_len_u64(len: usize) -> u64 {

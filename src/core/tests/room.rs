@@ -344,3 +344,35 @@ fn the_estimate_waits_for_a_measured_pace() {
     let avg = room.snapshot().avg_wait_seconds.unwrap();
     assert!(avg > 0.0);
 }
+
+#[test]
+fn a_live_session_is_seen_without_the_lock() {
+    let mut mem = region(64 * 1024);
+    let (layout, first, second) = {
+        let mut room = Room::create(bytes(&mut mem), 4, 2, b"k", 7).unwrap();
+        let Entry::Admitted(a) = room.enter(1_000_000, &T) else { panic!() };
+        let Entry::Admitted(b) = room.enter(1_000_000, &T) else { panic!() };
+        (room.layout(), a, b)
+    };
+    let base = mem.as_mut_ptr() as *mut u8;
+    let mut now = 1_000_000;
+    // SAFETY (for each call): `base` is the region laid out above, alive for the test.
+    for _ in 0..30 {
+        now += 1000;
+        assert!(unsafe { touch_session_unlocked(base, &layout, first, now, &T) });
+    }
+    // `first` was kept alive without the lock; `second` went idle.
+    assert!(!unsafe { touch_session_unlocked(base, &layout, second, now, &T) });
+    let forged = SessionRef { slot: first.slot, id: first.id + 1 };
+    assert!(!unsafe { touch_session_unlocked(base, &layout, forged, now, &T) });
+    let outside = SessionRef { slot: 99, id: first.id };
+    assert!(!unsafe { touch_session_unlocked(base, &layout, outside, now, &T) });
+    {
+        let mut room = Room::attach(bytes(&mut mem)).unwrap();
+        room.sweep(now, &T, 100);
+        assert_eq!(room.snapshot().active_sessions, 1, "the sweep ended only the idle one");
+        assert!(room.leave_session(first, now, &T));
+    }
+    let base = mem.as_mut_ptr() as *mut u8;
+    assert!(!unsafe { touch_session_unlocked(base, &layout, first, now, &T) });
+}
