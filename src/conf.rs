@@ -153,63 +153,63 @@ impl Merge for LocConf {
 
 // ---- directive table ----
 
+type SetFn = unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_void) -> *mut c_char;
+
+/// One row of the directive table.
+const fn command(name: ngx_str_t, type_: u32, set: SetFn, conf: usize) -> ngx_command_t {
+    ngx_command_t {
+        name,
+        type_: type_ as _,
+        set: Some(set),
+        conf: conf as _,
+        offset: 0,
+        post: ptr::null_mut(),
+    }
+}
+
 pub static mut COMMANDS: [ngx_command_t; 8] = [
-    ngx_command_t {
-        name: ngx_string!("waiting_room_zone"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE) as _,
-        set: Some(set_zone),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET as _,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("waiting_room_secret"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1) as _,
-        set: Some(set_secret),
-        conf: NGX_HTTP_MAIN_CONF_OFFSET as _,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("waiting_room"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12) as _,
-        set: Some(set_waiting_room),
-        conf: NGX_HTTP_LOC_CONF_OFFSET as _,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("waiting_room_queue_status"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as _,
-        set: Some(set_queue_status),
-        conf: NGX_HTTP_LOC_CONF_OFFSET as _,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("waiting_room_page"),
-        type_: (NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as _,
-        set: Some(set_page),
-        conf: NGX_HTTP_LOC_CONF_OFFSET as _,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("waiting_room_api"),
-        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as _,
-        set: Some(set_api),
-        conf: NGX_HTTP_LOC_CONF_OFFSET as _,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
-    ngx_command_t {
-        name: ngx_string!("waiting_room_status"),
-        type_: (NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1) as _,
-        set: Some(set_status),
-        conf: NGX_HTTP_LOC_CONF_OFFSET as _,
-        offset: 0,
-        post: ptr::null_mut(),
-    },
+    command(
+        ngx_string!("waiting_room_zone"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
+        set_zone,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_secret"),
+        NGX_HTTP_MAIN_CONF | NGX_CONF_TAKE1,
+        set_secret,
+        NGX_HTTP_MAIN_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room"),
+        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12,
+        set_waiting_room,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_queue_status"),
+        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+        set_queue_status,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_page"),
+        NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+        set_page,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_api"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+        set_api,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_status"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_TAKE1,
+        set_status,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
     ngx_command_t::empty(),
 ];
 
