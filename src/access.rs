@@ -26,6 +26,8 @@ use crate::zone;
 /// Longest a ticket cookie is accepted: a ticket is kept alive by its visitor's polls, not by
 /// the cookie, but a copied cookie should not be good forever.
 const TICKET_TOKEN_SECONDS: u64 = 86_400;
+/// How many cookies of the room's name one request may have checked.
+const COOKIES_TRIED: usize = 4;
 
 pub fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: called from postconfiguration with the http block's `cf`.
@@ -59,7 +61,8 @@ pub enum Outcome {
 /// The first of the request's cookies for `room` that is a valid token.
 pub fn token(r: &ngx_http_request_t, room: &RoomConf, now_s: u64) -> Option<Token> {
     let signer = room.signer.as_ref()?;
-    http::cookies(r, &room.cookie).find_map(|v| signer.decode(v, now_s))
+    // A browser sends one; a request stuffed with copies should not buy many HMACs.
+    http::cookies(r, &room.cookie).take(COOKIES_TRIED).find_map(|v| signer.decode(v, now_s))
 }
 
 /// What `decide` found.
