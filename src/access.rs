@@ -86,7 +86,7 @@ pub fn decide(
     zone::with_room(room, |rm| {
         let epoch = rm.epoch();
         let outcome = decide_locked(rm, current(token, epoch), now_ms, join, t);
-        Decision { outcome, epoch, queue_length: rm.snapshot().queue_length }
+        Decision { outcome, epoch, queue_length: rm.queue_length() }
     })
 }
 
@@ -118,10 +118,9 @@ fn decide_locked(
                         return Some(Outcome::Admitted { session, waited: Some(waited) });
                     }
                     Poll::Waiting { position } => {
-                        let snap = rm.snapshot();
                         return Some(Outcome::Queued {
                             position,
-                            queue_length: snap.queue_length,
+                            queue_length: rm.queue_length(),
                             eta: rm.eta_seconds(position),
                             new_ticket: None,
                         });
@@ -138,7 +137,7 @@ fn decide_locked(
             Entry::Admitted(session) => Outcome::Admitted { session, waited: None },
             Entry::Queued { ticket, position } => Outcome::Queued {
                 position,
-                queue_length: rm.snapshot().queue_length,
+                queue_length: rm.queue_length(),
                 eta: rm.eta_seconds(position),
                 new_ticket: Some(ticket),
             },

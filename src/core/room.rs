@@ -794,6 +794,11 @@ impl<'a> Room<'a> {
         Some((calls_needed as f64 * 60.0 / st.call_rate).ceil() as u64)
     }
 
+    /// People in line: waiting, or called and not yet come in.
+    pub fn queue_length(&self) -> u64 {
+        self.hdr.live
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         let h = &self.hdr;
         let st = &h.stats;
