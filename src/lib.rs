@@ -1,46 +1,56 @@
 //! ngx waiting room: a virtual waiting room for nginx.
 //!
-//! * [`core`]: the room's logic and tables, with no nginx in it (unit and property tested).
-//! * [`page`]: the queue page and heartbeat script nginx sends itself.
-//! * `conf`, `zone`, `access`, `api`, `http`, `timer`, `variables`: the nginx side, thin
-//!   translation between nginx and the core. It is left out of `cargo test` builds, which do
-//!   not link against nginx.
+//! Dependencies run one way, from the top of this list to the bottom; no module uses one
+//! above it (the module's static, `ngx_http_waiting_room_module`, aside):
 //!
-//! This file is only the module's wiring: the `ngx_module_t`, its context and its hooks.
+//! * this file: the module's wiring only: `ngx_module_t`, its context, its hooks;
+//! * [`handlers`]: what nginx calls for a request: the access gate, the API, the status;
+//! * `timer`: the sweep, in worker processes;
+//! * `conf`: the directives, turned into typed configuration, and the checks that let
+//!   `nginx -t` catch mistakes;
+//! * `service`: one room's runtime handle: decide, join, heartbeat, leave, snapshot,
+//!   cookies;
+//! * `http`: request helpers: cookies, responses, the per-request verdict, variables;
+//! * `shm`: the shared memory zone: init and reuse, the lock, a sound view of the room;
+//! * [`pages`]: the queue page and heartbeat script, pure text;
+//! * [`core`]: the room's logic and tables, with no nginx in it (unit and property tested).
+//!
+//! Everything from `handlers` to `shm` calls nginx, so it is left out of `cargo test` builds,
+//! which do not link against nginx.
 
 pub mod core;
-pub mod page;
+pub mod pages;
 
-#[cfg(not(test))]
-mod access;
-#[cfg(not(test))]
-mod api;
 #[cfg(not(test))]
 mod conf;
 #[cfg(not(test))]
+mod handlers;
+#[cfg(not(test))]
 mod http;
 #[cfg(not(test))]
+mod service;
+#[cfg(not(test))]
+mod shm;
+#[cfg(not(test))]
 mod timer;
-#[cfg(not(test))]
-mod variables;
-#[cfg(not(test))]
-mod zone;
 
 #[cfg(not(test))]
 pub use wiring::ngx_http_waiting_room_module;
 
 #[cfg(not(test))]
 mod wiring {
-    use core::ffi::c_void;
+    use core::ffi::{c_char, c_void};
     use core::ptr;
 
     use nginx_sys::{
-        ngx_conf_t, ngx_cycle_t, ngx_http_module_t, ngx_int_t, ngx_module_t, NGX_HTTP_MODULE,
+        ngx_conf_t, ngx_cycle_t, ngx_http_module_t, ngx_int_t, ngx_module_t, ngx_process,
+        NGX_HTTP_MODULE, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER,
     };
-    use ngx::core::Status;
+    use ngx::core::{Status, NGX_CONF_OK};
     use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
 
-    use crate::conf::{self, LocConf, MainConf};
+    use crate::conf::{self, Endpoint, LocConf, MainConf};
+    use crate::handlers;
 
     pub struct Module;
 
@@ -52,11 +62,11 @@ mod wiring {
         }
 
         unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-            crate::variables::register(cf)
+            crate::http::variables::register(cf)
         }
 
         unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-            crate::access::register(cf)
+            handlers::access::register(cf)
         }
     }
 
@@ -69,6 +79,31 @@ mod wiring {
         type LocationConf = LocConf;
     }
 
+    /// Merges a location's configuration, then gives the locations of `waiting_room_api` and
+    /// `waiting_room_status` their content handler: the wiring joins the configuration to the
+    /// handlers, so that neither needs the other.
+    unsafe extern "C" fn merge_loc_conf(
+        cf: *mut ngx_conf_t,
+        prev: *mut c_void,
+        conf: *mut c_void,
+    ) -> *mut c_char {
+        // SAFETY: nginx passes our location configurations, as to any merge callback.
+        let rv = unsafe { Module::merge_loc_conf(cf, prev, conf) };
+        if rv != NGX_CONF_OK {
+            return rv;
+        }
+        // SAFETY: `conf` is the location configuration just merged.
+        let lcf = unsafe { &mut *(conf as *mut LocConf) };
+        let endpoint = lcf.endpoint;
+        if let Some((endpoint, clcf)) = endpoint.zip(lcf.core_conf()) {
+            clcf.handler = Some(match endpoint {
+                Endpoint::Api => handlers::api::handler,
+                Endpoint::Status => handlers::status::handler,
+            });
+        }
+        NGX_CONF_OK
+    }
+
     static CTX: ngx_http_module_t = ngx_http_module_t {
         preconfiguration: Some(Module::preconfiguration),
         postconfiguration: Some(Module::postconfiguration),
@@ -77,11 +112,17 @@ mod wiring {
         create_srv_conf: None,
         merge_srv_conf: None,
         create_loc_conf: Some(Module::create_loc_conf),
-        merge_loc_conf: Some(Module::merge_loc_conf),
+        merge_loc_conf: Some(merge_loc_conf),
     };
 
     extern "C" fn init_process(cycle: *mut ngx_cycle_t) -> ngx_int_t {
-        crate::timer::start(cycle);
+        // nginx also calls this in the cache manager and loader processes, which serve no
+        // request and must not sweep.
+        // SAFETY: `ngx_process` is set before the process's modules are initialised.
+        let process = unsafe { ngx_process } as u32;
+        if process == NGX_PROCESS_WORKER || process == NGX_PROCESS_SINGLE {
+            crate::timer::start(cycle);
+        }
         // A failure to start the sweep is logged and never fatal: returning an error here
         // would make the master respawn the worker in a loop.
         Status::NGX_OK.into()

@@ -1,21 +1,23 @@
-//! The sweep: a timer in every worker, one per room, that ends expired sessions, drops
+//! The sweep: a timer in every worker process, one per room, that ends expired sessions, drops
 //! timed-out and unclaimed tickets, calls the next tickets and samples the queue's pace.
 //!
 //! Every worker runs one, so the sweep goes on when a worker dies; a worker skips its turn when
 //! another swept less than half an interval ago, so the work is not doubled. Each sweep looks
-//! at a bounded number of sessions and tickets, under the zone's lock.
+//! at a bounded number of sessions and tickets, under the zone's lock. The wiring starts it in
+//! worker processes only (not in the cache manager or loader).
 
 use core::ffi::c_void;
 
 use nginx_sys::{
     ngx_add_timer, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_pcalloc, ngx_quit, ngx_terminate,
-    NGX_LOG_ALERT,
+    NGX_LOG_ALERT, NGX_LOG_NOTICE,
 };
 use ngx::ngx_log_error;
 
-use crate::conf::{rooms_of_cycle, Room as RoomConf};
+use crate::conf;
+use crate::core::guard;
 use crate::http;
-use crate::zone;
+use crate::service::Room;
 
 const INTERVAL_MS: u64 = 1000;
 /// Sessions and tickets one sweep may look at.
@@ -29,11 +31,12 @@ struct Sweeper {
     _unused: [usize; 3],
     fd: isize,
     event: ngx_event_t,
-    room: *const RoomConf,
+    room: *const Room,
 }
 
 pub fn start(cycle: *mut ngx_cycle_t) {
-    for &room in rooms_of_cycle(cycle) {
+    let Some(mcf) = conf::of_cycle(cycle) else { return };
+    for room in mcf.rooms() {
         // SAFETY: `cycle` is the worker's running cycle; the sweeper is allocated zeroed from
         // its pool, so it lives as long as the worker's timers can fire.
         unsafe {
@@ -42,7 +45,8 @@ pub fn start(cycle: *mut ngx_cycle_t) {
                 ngx_log_error!(
                     NGX_LOG_ALERT,
                     (*cycle).log,
-                    "waiting room: cannot allocate the sweep timer"
+                    "waiting room \"{}\": cannot allocate the sweep timer",
+                    room.name
                 );
                 continue;
             };
@@ -55,26 +59,33 @@ pub fn start(cycle: *mut ngx_cycle_t) {
             // Spread the workers' first sweeps over the interval.
             let jitter = (nginx_sys::ngx_pid as u64 * 97) % INTERVAL_MS;
             ngx_add_timer(&mut s.event, (INTERVAL_MS + jitter) as _);
+            ngx_log_error!(
+                NGX_LOG_NOTICE,
+                (*cycle).log,
+                "waiting room \"{}\": sweep timer started",
+                room.name
+            );
         }
     }
 }
 
 extern "C" fn sweep(ev: *mut ngx_event_t) {
-    let _ = std::panic::catch_unwind(|| {
-        // SAFETY: nginx calls the handler with the event `start` armed, whose data is the
-        // sweeper that holds it and a room of the worker's configuration.
-        unsafe {
-            let s = &mut *((*ev).data as *mut Sweeper);
-            let room = &*s.room;
-            let (now, _) = http::now();
-            let _ = zone::with_room(room, |rm| {
-                if rm.sweep_due(now, INTERVAL_MS / 2) {
-                    rm.sweep(now, &room.timing, BUDGET);
-                }
-            });
-            if ngx_exiting == 0 && ngx_quit == 0 && ngx_terminate == 0 {
-                ngx_add_timer(ev, INTERVAL_MS as _);
-            }
-        }
-    });
+    // SAFETY: nginx calls the handler with the event `start` armed, whose data is the sweeper
+    // that holds it, with a room of the worker's configuration.
+    let (ev, room) = unsafe { (&mut *ev, &*(*((*ev).data as *const Sweeper)).room) };
+    // SAFETY: process-wide flags nginx sets from its signal handling, read in this process.
+    let stopping = unsafe { ngx_exiting != 0 || ngx_quit != 0 || ngx_terminate != 0 };
+    let fired = guard::periodic(
+        || {
+            let _ = room.sweep(http::now().mono_ms, INTERVAL_MS, BUDGET);
+        },
+        stopping,
+    );
+    if fired.panicked {
+        ngx_log_error!(NGX_LOG_ALERT, ev.log, "waiting room \"{}\": the sweep failed", room.name);
+    }
+    if fired.again {
+        // SAFETY: the event is ours and not in the timer tree while its handler runs.
+        unsafe { ngx_add_timer(ev, INTERVAL_MS as _) };
+    }
 }

@@ -1,12 +1,8 @@
-//! One room's state, laid out as plain data in a byte region: the same bytes are a `Vec` in
-//! the unit tests and an nginx shared memory zone in production.
+//! One room's state machine over the tables of [`super::layout`]: admitting, queueing,
+//! calling, claiming, expiring.
 //!
-//! ```text
-//! Header | sessions: [SessionSlot; S] | free: [u32; S] | tickets: [TicketSlot; T] | tree: [u32; T + 1]
-//! ```
-//!
-//! * Sessions are admitted visitors. `S` is fixed when the region is laid out; `max_active`
-//!   (at most `S`) is how many may be live at once and may change on reload.
+//! * Sessions are admitted visitors. The session table has a fixed capacity; `max_active`
+//!   (at most that) is how many may be live at once and may change on reload.
 //! * Tickets are places in line, numbered in arrival order. Ticket `n` lives in ring slot
 //!   `n % T`. Live tickets are "waiting" or "called"; the called ones are always the first
 //!   live tickets in number order (they are called in order and only ever leave), so the
@@ -16,220 +12,21 @@
 //!   session) or its claim window passes (then the next ticket is called).
 //!
 //! Every operation does O(log T) work plus a bounded amount of clean-up; none scans the queue.
-//! Time comes in as an argument, in milliseconds since the Unix epoch.
+//! Time comes in as an argument: monotonic milliseconds, the same clock in every process.
+
+use core::mem::align_of;
+use core::ptr::NonNull;
+use core::sync::atomic::Ordering::Relaxed;
 
 use super::fenwick;
-use core::mem::{align_of, size_of};
-use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use super::layout::{
+    read_layout, AttachError, Header, Layout, Session, SessionSlot, TicketSlot, Timing, CALLED,
+    FREE, KEY_MAX, LAYOUT_VERSION, MAGIC, WAITING,
+};
+use super::stats::Counters;
 
-const MAGIC: u64 = u64::from_le_bytes(*b"ngxWRoom");
-/// Bump whenever the layout of any `#[repr(C)]` struct here changes.
-pub const LAYOUT_VERSION: u32 = 2;
-/// Longest random key kept in the region.
-pub const KEY_MAX: usize = 64;
-/// The smallest queue a region may hold.
-pub const MIN_TICKETS: u64 = 64;
-/// Bytes each ticket costs: its ring slot plus its tree node.
-pub const BYTES_PER_TICKET: usize = size_of::<TicketSlot>() + size_of::<u32>();
-/// Bytes each session costs: its slot plus its place on the free stack.
-pub const BYTES_PER_SESSION: usize = size_of::<SessionSlot>() + size_of::<u32>();
 /// How many expired tickets one call may clear before it leaves the rest to the sweep.
 const LAZY_BUDGET: u32 = 64;
-/// The statistics window: rates are sampled over windows of at least this length.
-const WINDOW_MS: u64 = 5_000;
-/// Time constant of the rates' exponential smoothing.
-const SMOOTHING_MS: f64 = 30_000.0;
-/// The queue's pace is first published after this long of measuring it, from the first call
-/// on, and at least `WARM_CALLS` calls: an average from a moment when nobody had left yet
-/// would promise waits many times too long.
-const WARM_MS: u64 = 20_000;
-const WARM_CALLS: u64 = 3;
-
-/// The room's time limits, from the configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timing {
-    /// Longest a session lasts, however active.
-    pub session_ms: u64,
-    /// A session not seen for this long is over.
-    pub idle_ms: u64,
-    /// A waiting ticket not seen for this long is lost.
-    pub queue_timeout_ms: u64,
-    /// A called ticket that does not claim its slot within this long loses it.
-    pub claim_window_ms: u64,
-}
-
-/// A session's slot. Its fields are atomics because a live session is checked and seen
-/// without the zone's lock ([`touch_session_unlocked`]); under the lock they are read and
-/// written like plain numbers (relaxed atomics compile to plain loads and stores).
-#[repr(C)]
-#[derive(Debug, Default)]
-struct SessionSlot {
-    /// 0 when the slot is free; otherwise a number never used before in this region.
-    id: AtomicU64,
-    created: AtomicU64,
-    last_seen: AtomicU64,
-}
-
-/// A session slot's values at one moment.
-#[derive(Clone, Copy)]
-struct Session {
-    id: u64,
-    created: u64,
-    last_seen: u64,
-}
-
-impl SessionSlot {
-    fn get(&self) -> Session {
-        Session {
-            id: self.id.load(Relaxed),
-            created: self.created.load(Relaxed),
-            last_seen: self.last_seen.load(Relaxed),
-        }
-    }
-}
-
-/// A visitor seen again within a sixteenth of `idle` (at most a second) is not written down
-/// again: it saves a write to shared memory on most requests and shifts `idle` by little.
-const SEEN_GRANULARITY_MAX_MS: u64 = 1000;
-
-const FREE: u32 = 0;
-const WAITING: u32 = 1;
-const CALLED: u32 = 2;
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-struct TicketSlot {
-    number: u64,
-    joined: u64,
-    /// Last seen while waiting; the moment it was called while called.
-    stamp: u64,
-    visitor: u32,
-    state: u32,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-struct Counters {
-    admitted_total: u64,
-    admitted_from_queue: u64,
-    joined_total: u64,
-    sessions_left: u64,
-    sessions_expired: u64,
-    tickets_abandoned: u64,
-    tickets_missed: u64,
-    tickets_left: u64,
-    rejected_full: u64,
-    window_start: u64,
-    window_calls: u64,
-    window_admits: u64,
-    window_had_waiting: u32,
-    call_rate_known: u32,
-    admit_rate_known: u32,
-    wait_known: u32,
-    /// Calls and time measured so far while the pace is not yet known.
-    warm_calls: u64,
-    warm_ms: u64,
-    /// Tickets called per minute, smoothed.
-    call_rate: f64,
-    /// Visitors admitted (directly or from the queue) per minute, smoothed.
-    admit_rate: f64,
-    /// Time from joining to being admitted, smoothed, in milliseconds.
-    avg_wait_ms: f64,
-}
-
-#[repr(C)]
-#[derive(Clone, Copy, Debug)]
-struct Header {
-    magic: u64,
-    version: u32,
-    session_cap: u32,
-    region_len: u64,
-    ticket_cap: u64,
-    max_active: u32,
-    active: u32,
-    called: u32,
-    free_top: u32,
-    /// No live ticket has a number below `head`.
-    head: u64,
-    /// The next ticket number to hand out.
-    tail: u64,
-    live: u64,
-    next_session_id: u64,
-    next_visitor: u64,
-    ticket_sweep: u64,
-    last_sweep: u64,
-    session_sweep: u32,
-    key_len: u32,
-    /// Random, new each time the region is laid out: tokens carry it, so that a cookie from
-    /// before a restart (signed with the same configured secret) cannot stand for the
-    /// session or ticket that now has its number.
-    epoch: u64,
-    key: [u8; KEY_MAX],
-    stats: Counters,
-}
-
-/// Where each table starts, for a region of a given length and session capacity.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Layout {
-    pub region_len: usize,
-    pub session_cap: u32,
-    pub ticket_cap: u64,
-    sessions_at: usize,
-    free_at: usize,
-    tickets_at: usize,
-    tree_at: usize,
-}
-
-fn align8(n: usize) -> usize {
-    (n + 7) & !7
-}
-
-impl Layout {
-    /// The layout of a region of `region_len` bytes holding `session_cap` sessions, with all
-    /// the rest given to the queue; `None` when that leaves fewer than [`MIN_TICKETS`].
-    pub fn new(region_len: usize, session_cap: u32) -> Option<Layout> {
-        let sessions_at = align8(size_of::<Header>());
-        let free_at =
-            sessions_at.checked_add(size_of::<SessionSlot>().checked_mul(session_cap as usize)?)?;
-        let tickets_at = align8(free_at.checked_add(4usize.checked_mul(session_cap as usize)?)?);
-        // T ticket slots and T + 1 tree nodes, the tree padded to 8 bytes.
-        let rest = region_len.checked_sub(tickets_at)?.checked_sub(8)?;
-        let ticket_cap = (rest / BYTES_PER_TICKET) as u64;
-        if ticket_cap < MIN_TICKETS || session_cap == 0 {
-            return None;
-        }
-        let tree_at = tickets_at + size_of::<TicketSlot>() * ticket_cap as usize;
-        Some(Layout {
-            region_len,
-            session_cap,
-            ticket_cap,
-            sessions_at,
-            free_at,
-            tickets_at,
-            tree_at,
-        })
-    }
-
-    /// The smallest region that holds `session_cap` sessions and [`MIN_TICKETS`] tickets.
-    pub fn min_region_len(session_cap: u32) -> usize {
-        align8(size_of::<Header>())
-            + BYTES_PER_SESSION * session_cap as usize
-            + 8
-            + BYTES_PER_TICKET * MIN_TICKETS as usize
-            + 16
-    }
-}
-
-/// Why a region could not be used as it is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum AttachError {
-    /// Not 8-byte aligned, or too small for any room.
-    BadRegion,
-    /// Never laid out, or by another version of this module.
-    NotARoom,
-    /// Laid out for another size or session capacity.
-    LayoutChanged,
-}
 
 /// What happened to a new visitor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -246,8 +43,9 @@ pub enum Entry {
 /// What a waiting visitor's ticket says now.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Poll {
-    /// The ticket was called and has now claimed its slot.
-    Admitted(SessionRef),
+    /// The ticket was called and has now claimed its slot, after waiting this many
+    /// milliseconds since it joined.
+    Admitted(SessionRef, u64),
     Waiting {
         position: u64,
     },
@@ -298,51 +96,52 @@ pub struct Swept {
     pub tickets: u32,
 }
 
-/// A room laid over a region. Holding a `Room` means holding the region exclusively (in
-/// nginx: holding the zone's lock).
+/// A room laid over a region, for the holder of the region's lock: the header, the free stack,
+/// the tickets and the tree are borrowed exclusively; the session slots, which the lock-free
+/// check also reads and writes, are shared atomics (see [`super::layout`]).
 pub struct Room<'a> {
     layout: Layout,
     hdr: &'a mut Header,
-    sessions: &'a mut [SessionSlot],
+    sessions: &'a [SessionSlot],
     free: &'a mut [u32],
     tickets: &'a mut [TicketSlot],
     tree: &'a mut [u32],
 }
 
 impl<'a> Room<'a> {
-    fn split(region: &'a mut [u8], l: &Layout) -> Result<Room<'a>, AttachError> {
-        let base = region.as_mut_ptr();
-        if region.len() != l.region_len || (base as usize) % align_of::<Header>() != 0 {
-            return Err(AttachError::BadRegion);
-        }
+    /// The tables of a region laid out as `l`.
+    ///
+    /// # Safety
+    /// `base` is 8-byte aligned and valid for reads and writes of `l.region_len` bytes for
+    /// `'a`; for `'a` nobody else reads or writes any byte of it but the session slots (the
+    /// caller holds the lock), and the session slots are only ever accessed atomically.
+    unsafe fn from_raw(base: *mut u8, l: &Layout) -> Room<'a> {
         let s = l.session_cap as usize;
         let t = l.ticket_cap as usize;
-        debug_assert!(l.tree_at + 4 * (t + 1) <= region.len());
-        // SAFETY: `Layout::new` placed the header and the four tables one after another,
-        // each at an offset aligned for its type (all offsets are multiples of 8 from an
-        // 8-aligned base), all inside `region`, without overlap; every type here is plain
-        // `repr(C)` data valid for any bit pattern; and the slices borrow `region` mutably
-        // for 'a, so nothing else can reach these bytes while the `Room` lives.
+        debug_assert!(l.tree_at + 4 * (t + 1) <= l.region_len);
+        // SAFETY: `Layout::new` placed the header and the four tables one after another, each
+        // at an offset aligned for its type, all inside the region, without overlap; every
+        // type here is plain `repr(C)` data valid for any bit pattern. The `&mut` ones are
+        // touched by nobody else while the caller holds the lock; the session slots are shared
+        // atomics, as everyone else reaches them.
         unsafe {
-            Ok(Room {
+            Room {
                 layout: *l,
                 hdr: &mut *(base as *mut Header),
-                sessions: core::slice::from_raw_parts_mut(
-                    base.add(l.sessions_at) as *mut SessionSlot,
-                    s,
-                ),
+                sessions: l.sessions(base),
                 free: core::slice::from_raw_parts_mut(base.add(l.free_at) as *mut u32, s),
                 tickets: core::slice::from_raw_parts_mut(
                     base.add(l.tickets_at) as *mut TicketSlot,
                     t,
                 ),
                 tree: core::slice::from_raw_parts_mut(base.add(l.tree_at) as *mut u32, t + 1),
-            })
+            }
         }
     }
 
-    /// Lays a fresh, empty room over `region`. `key` (at most [`KEY_MAX`] bytes) is kept in
-    /// the region for rooms that have no configured secret.
+    /// Lays a fresh, empty room over `region` with a table of `session_cap` sessions. `key`
+    /// (at most [`KEY_MAX`] bytes) is kept in the region for rooms that have no configured
+    /// secret.
     pub fn create(
         region: &'a mut [u8],
         session_cap: u32,
@@ -354,16 +153,82 @@ impl<'a> Room<'a> {
         if (region.as_ptr() as usize) % align_of::<Header>() != 0 {
             return Err(AttachError::BadRegion);
         }
-        region.fill(0);
-        let room = Room::split(region, &l)?;
+        // SAFETY: the region is borrowed exclusively for 'a and laid out as `l`, checked above.
+        Ok(unsafe { Room::lay_out(region.as_mut_ptr(), &l, max_active, key, epoch) })
+    }
+
+    /// The room already laid over `region`, checked against the header.
+    pub fn attach(region: &'a mut [u8]) -> Result<Room<'a>, AttachError> {
+        // SAFETY: the region is borrowed exclusively for 'a.
+        let l = unsafe { read_layout(region.as_ptr(), region.len()) }?;
+        // SAFETY: as above; `read_layout` checked alignment and that `l` fits the region.
+        Ok(unsafe { Room::from_raw(region.as_mut_ptr(), &l) })
+    }
+
+    /// [`Room::attach`] for a region shared with other processes.
+    ///
+    /// # Safety
+    /// `base` is valid for reads and writes of `len` bytes for `'a`; the caller holds the
+    /// region's lock for `'a`, and everyone accesses its session slots only atomically.
+    pub unsafe fn attach_shared(base: NonNull<u8>, len: usize) -> Result<Room<'a>, AttachError> {
+        // SAFETY: the caller's promise; nobody writes the header without the lock.
+        let l = unsafe { read_layout(base.as_ptr(), len) }?;
+        // SAFETY: the caller's promise; `read_layout` checked alignment and the layout's fit.
+        Ok(unsafe { Room::from_raw(base.as_ptr(), &l) })
+    }
+
+    /// [`Room::create`] for a region shared with other processes, laid out as `l` (whose
+    /// `region_len` is the region's length). The session slots are emptied with atomic stores:
+    /// a process may still be checking a session in them without the lock.
+    ///
+    /// # Safety
+    /// As for [`Room::attach_shared`], with `l.region_len` bytes; and if the region held a
+    /// room before, `l`'s session table is at least as large as that room's (see
+    /// [`Layout::grown_from`]).
+    pub unsafe fn create_shared(
+        base: NonNull<u8>,
+        l: &Layout,
+        max_active: u32,
+        key: &[u8],
+        epoch: u64,
+    ) -> Result<Room<'a>, AttachError> {
+        if (base.as_ptr() as usize) % align_of::<Header>() != 0 {
+            return Err(AttachError::BadRegion);
+        }
+        // SAFETY: the caller's promise.
+        Ok(unsafe { Room::lay_out(base.as_ptr(), l, max_active, key, epoch) })
+    }
+
+    /// # Safety
+    /// As for [`Room::from_raw`].
+    unsafe fn lay_out(
+        base: *mut u8,
+        l: &Layout,
+        max_active: u32,
+        key: &[u8],
+        epoch: u64,
+    ) -> Room<'a> {
+        // SAFETY: the header, free stack, tickets and tree are ours alone (the caller holds the
+        // lock) and plain data: zeroing them is a valid value. The session slots are emptied
+        // through atomics below, never with plain writes.
+        unsafe {
+            core::ptr::write_bytes(base, 0, l.sessions_at);
+            core::ptr::write_bytes(base.add(l.free_at), 0, l.region_len - l.free_at);
+        }
+        // SAFETY: the caller's promise, as for `from_raw`.
+        let room = unsafe { Room::from_raw(base, l) };
+        for s in room.sessions {
+            s.clear();
+        }
         let mut k = [0u8; KEY_MAX];
         let key_len = key.len().min(KEY_MAX);
         k[..key_len].copy_from_slice(&key[..key_len]);
+        let session_cap = l.session_cap;
         *room.hdr = Header {
             magic: MAGIC,
             version: LAYOUT_VERSION,
             session_cap,
-            region_len: region_len_u64(l.region_len),
+            region_len: l.region_len as u64,
             ticket_cap: l.ticket_cap,
             max_active: max_active.min(session_cap),
             active: 0,
@@ -381,33 +246,14 @@ impl<'a> Room<'a> {
             key_len: key_len as u32,
             epoch,
             key: k,
+            settings_stamp: 0,
             stats: Counters::default(),
         };
         for (i, f) in room.free.iter_mut().enumerate() {
             // Pop order is from the top: hand out slot 0 first.
             *f = session_cap - 1 - i as u32;
         }
-        Ok(room)
-    }
-
-    /// The room already laid over `region`, checked against the header.
-    pub fn attach(region: &'a mut [u8]) -> Result<Room<'a>, AttachError> {
-        if region.len() < size_of::<Header>()
-            || (region.as_ptr() as usize) % align_of::<Header>() != 0
-        {
-            return Err(AttachError::BadRegion);
-        }
-        // SAFETY: aligned and long enough (checked above); `Header` is plain data valid for
-        // any bit pattern; the copy ends the borrow at once.
-        let hdr: Header = unsafe { *(region.as_ptr() as *const Header) };
-        if hdr.magic != MAGIC || hdr.version != LAYOUT_VERSION {
-            return Err(AttachError::NotARoom);
-        }
-        let l = Layout::new(region.len(), hdr.session_cap).ok_or(AttachError::LayoutChanged)?;
-        if hdr.region_len != region_len_u64(region.len()) || hdr.ticket_cap != l.ticket_cap {
-            return Err(AttachError::LayoutChanged);
-        }
-        Room::split(region, &l)
+        room
     }
 
     /// Where the tables are, for [`touch_session_unlocked`].
@@ -415,15 +261,30 @@ impl<'a> Room<'a> {
         self.layout
     }
 
-    /// The capacity the room was laid out for.
+    /// The session table's capacity: the most `max_active` can be without a new layout.
     pub fn session_capacity(&self) -> u32 {
         self.hdr.session_cap
+    }
+
+    pub fn max_active(&self) -> u32 {
+        self.hdr.max_active
     }
 
     /// Sets how many sessions may be live at once (at most the session capacity). Lowering
     /// it ends no session: the room admits nobody until enough have left.
     pub fn set_max_active(&mut self, max_active: u32) {
         self.hdr.max_active = max_active.min(self.hdr.session_cap);
+    }
+
+    /// Puts the `max_active` of a configuration read at `stamp` in force, unless a newer
+    /// configuration's is. During a reload, old and new workers share the room: the new ones'
+    /// settings win, and the old ones do not put theirs back; a reload that failed started no
+    /// worker, so its settings never apply.
+    pub fn adopt_settings(&mut self, max_active: u32, stamp: u64) {
+        if stamp > self.hdr.settings_stamp {
+            self.hdr.settings_stamp = stamp;
+            self.set_max_active(max_active);
+        }
     }
 
     /// The number of this layout of the region, carried by every token issued for it.
@@ -459,8 +320,7 @@ impl<'a> Room<'a> {
         s.last_seen.store(now, Relaxed);
         s.id.store(id, Relaxed);
         self.hdr.active += 1;
-        self.hdr.stats.admitted_total += 1;
-        self.hdr.stats.window_admits += 1;
+        self.hdr.stats.admitted();
         Some(SessionRef { slot, id })
     }
 
@@ -469,7 +329,7 @@ impl<'a> Room<'a> {
         if s.id.load(Relaxed) == 0 {
             return;
         }
-        s.id.store(0, Relaxed);
+        s.clear();
         self.free[self.hdr.free_top as usize] = slot;
         self.hdr.free_top += 1;
         self.hdr.active -= 1;
@@ -585,7 +445,7 @@ impl<'a> Room<'a> {
             slot.state = CALLED;
             slot.stamp = now;
             self.hdr.called += 1;
-            self.hdr.stats.window_calls += 1;
+            self.hdr.stats.called();
         }
     }
 
@@ -651,16 +511,9 @@ impl<'a> Room<'a> {
         if self.tickets[idx].state == CALLED && self.hdr.free_top > 0 {
             self.drop_ticket(idx);
             if let Some(session) = self.open_session(now) {
-                let st = &mut self.hdr.stats;
-                st.admitted_from_queue += 1;
-                let wait = now.saturating_sub(s.joined) as f64;
-                st.avg_wait_ms = if st.wait_known == 0 {
-                    wait
-                } else {
-                    st.avg_wait_ms + 0.2 * (wait - st.avg_wait_ms)
-                };
-                st.wait_known = 1;
-                return Poll::Admitted(session);
+                let waited = now.saturating_sub(s.joined);
+                self.hdr.stats.admitted_after(waited);
+                return Poll::Admitted(session, waited);
             }
         }
         Poll::Waiting { position: self.live_before(r.number) + 1 }
@@ -742,56 +595,13 @@ impl<'a> Room<'a> {
 
     fn sample_rates(&mut self, now: u64) {
         let waiting = self.waiting() > 0;
-        let st = &mut self.hdr.stats;
-        if st.window_start == 0 || now < st.window_start {
-            // The first window also counts what happened before the first sweep.
-            st.window_start = now;
-            st.window_had_waiting = u32::from(waiting);
-            return;
-        }
-        let dt = now - st.window_start;
-        if dt < WINDOW_MS {
-            return;
-        }
-        let minutes = dt as f64 / 60_000.0;
-        let alpha = 1.0 - (-(dt as f64) / SMOOTHING_MS).exp();
-        // The queue's pace is only measurable while people are waiting for it.
-        let measurable = st.window_had_waiting != 0 || st.window_calls > 0;
-        if st.call_rate_known != 0 {
-            if measurable {
-                let sample = st.window_calls as f64 / minutes;
-                st.call_rate += alpha * (sample - st.call_rate);
-            }
-        } else if measurable && (st.warm_ms > 0 || st.window_calls > 0) {
-            st.warm_calls += st.window_calls;
-            st.warm_ms += dt;
-            if st.warm_ms >= WARM_MS && st.warm_calls >= WARM_CALLS {
-                st.call_rate = st.warm_calls as f64 * 60_000.0 / st.warm_ms as f64;
-                st.call_rate_known = 1;
-            }
-        }
-        let sample = st.window_admits as f64 / minutes;
-        st.admit_rate = if st.admit_rate_known == 0 {
-            sample
-        } else {
-            st.admit_rate + alpha * (sample - st.admit_rate)
-        };
-        st.admit_rate_known = 1;
-        st.window_start = now;
-        st.window_calls = 0;
-        st.window_admits = 0;
-        st.window_had_waiting = u32::from(waiting);
+        self.hdr.stats.sample(now, waiting);
     }
 
     /// Estimated seconds until a ticket at `position` is called; `None` while the queue's pace
     /// is unknown or it is not moving.
     pub fn eta_seconds(&self, position: u64) -> Option<u64> {
-        let st = &self.hdr.stats;
-        if st.call_rate_known == 0 || st.call_rate < 0.01 {
-            return None;
-        }
-        let calls_needed = position.saturating_sub(u64::from(self.hdr.called));
-        Some((calls_needed as f64 * 60.0 / st.call_rate).ceil() as u64)
+        self.hdr.stats.eta_seconds(position.saturating_sub(u64::from(self.hdr.called)))
     }
 
     /// People in line: waiting, or called and not yet come in.
@@ -802,7 +612,6 @@ impl<'a> Room<'a> {
     pub fn snapshot(&self) -> Snapshot {
         let h = &self.hdr;
         let st = &h.stats;
-        let known = |k: u32, v: f64| (k != 0).then_some(v);
         Snapshot {
             active_sessions: h.active,
             max_sessions: h.max_active,
@@ -819,9 +628,9 @@ impl<'a> Room<'a> {
             tickets_missed: st.tickets_missed,
             tickets_left: st.tickets_left,
             rejected_full: st.rejected_full,
-            admitted_per_minute: known(st.admit_rate_known, st.admit_rate),
-            called_per_minute: known(st.call_rate_known, st.call_rate),
-            avg_wait_seconds: known(st.wait_known, st.avg_wait_ms / 1000.0),
+            admitted_per_minute: st.admitted_per_minute(),
+            called_per_minute: st.called_per_minute(),
+            avg_wait_seconds: st.avg_wait_seconds(),
         }
     }
 
@@ -852,20 +661,6 @@ impl<'a> Room<'a> {
     }
 }
 
-impl Session {
-    fn expired(&self, now: u64, t: &Timing) -> bool {
-        now.saturating_sub(self.last_seen) > t.idle_ms
-            || now.saturating_sub(self.created) >= t.session_ms
-    }
-
-    /// Writes down that the session was seen `now`, unless it was a moment ago.
-    fn see(&self, slot: &SessionSlot, now: u64, t: &Timing) {
-        if now.saturating_sub(self.last_seen) >= (t.idle_ms / 16).min(SEEN_GRANULARITY_MAX_MS) {
-            slot.last_seen.store(now, Relaxed);
-        }
-    }
-}
-
 /// The common case without the zone's lock: whether `r` is a live, unexpired session of the
 /// region laid out as `layout`; if so it is seen now. `false` says only "not sure": the
 /// caller then asks again under the lock, where an expired session is ended.
@@ -875,10 +670,11 @@ impl Session {
 /// own does.
 ///
 /// # Safety
-/// `base` is the start of a region of `layout.region_len` bytes, 8-byte aligned, that was laid
-/// out by [`Room::create`] with this layout (a stale layout after a reload reads the wrong
-/// slot, which a session id, unique across layouts, does not match), and that stays mapped
-/// while the call runs. The region's session slots are only ever accessed as atomics.
+/// `base` is the start of a region of `layout.region_len` bytes, 8-byte aligned, mapped while
+/// the call runs, that was laid out with `layout` or, since, laid out again in place with a
+/// session table at least as large (so the slots `layout` names are still session slots; a
+/// stale one holds an id, unique across layouts, that does not match). Its session slots are
+/// only ever accessed as atomics.
 pub unsafe fn touch_session_unlocked(
     base: *mut u8,
     layout: &Layout,
@@ -886,21 +682,16 @@ pub unsafe fn touch_session_unlocked(
     now: u64,
     t: &Timing,
 ) -> bool {
-    if r.slot >= layout.session_cap || r.id == 0 {
+    if r.id == 0 {
         return false;
     }
-    // SAFETY: by the caller's promise the slot lies inside the region, aligned; the slot's
-    // fields are atomics, so reading and writing them while other processes do is defined.
-    let slot =
-        unsafe { &*(base.add(layout.sessions_at) as *const SessionSlot).add(r.slot as usize) };
+    // SAFETY: the caller's promise.
+    let sessions = unsafe { layout.sessions(base) };
+    let Some(slot) = sessions.get(r.slot as usize) else { return false };
     let s = slot.get();
     if s.id != r.id || s.expired(now, t) {
         return false;
     }
     s.see(slot, now, t);
     true
-}
-
-fn region_len_u64(len: usize) -> u64 {
-    len as u64
 }

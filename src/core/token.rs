@@ -144,3 +144,73 @@ impl Signer {
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+/// Cookies verified lately, so that a visitor's every request does not cost an HMAC: the same
+/// bytes were signed by us, so they are the same token (kept per worker process). Direct-mapped by the
+/// cookie's MAC (random to anyone without the key), compared in full on a hit.
+#[derive(Default)]
+pub struct TokenCache {
+    slots: Vec<Option<Cached>>,
+}
+
+const CACHE_SLOTS: usize = 256;
+
+struct Cached {
+    len: u8,
+    value: [u8; MAX_ENCODED_LEN],
+    token: Token,
+}
+
+impl TokenCache {
+    fn index(value: &[u8]) -> usize {
+        let mut tail = [0u8; 8];
+        let n = value.len().min(8);
+        tail[..n].copy_from_slice(&value[value.len() - n..]);
+        let h = u64::from_le_bytes(tail).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (h >> 56) as usize % CACHE_SLOTS
+    }
+
+    pub fn get(&self, value: &[u8], now_s: u64) -> Option<Token> {
+        let c = self.slots.get(Self::index(value))?.as_ref()?;
+        (usize::from(c.len) == value.len()
+            && c.value.get(..value.len()) == Some(value)
+            && now_s < c.token.expires)
+            .then_some(c.token)
+    }
+
+    pub fn put(&mut self, value: &[u8], token: Token) {
+        if value.len() > MAX_ENCODED_LEN {
+            return;
+        }
+        if self.slots.is_empty() {
+            self.slots.resize_with(CACHE_SLOTS, || None);
+        }
+        let mut c = Cached { len: value.len() as u8, value: [0; MAX_ENCODED_LEN], token };
+        c.value[..value.len()].copy_from_slice(value);
+        if let Some(slot) = self.slots.get_mut(Self::index(value)) {
+            *slot = Some(c);
+        }
+    }
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    fn token(expires: u64) -> Token {
+        Token { kind: Kind::Session, number: 3, id: 9, visitor: 9, issued: 1, expires, epoch: 5 }
+    }
+
+    #[test]
+    fn a_cached_value_is_the_same_bytes_and_unexpired() {
+        let mut c = TokenCache::default();
+        assert_eq!(c.get(b"abc.def", 10), None);
+        c.put(b"abc.def", token(100));
+        assert_eq!(c.get(b"abc.def", 10), Some(token(100)));
+        assert_eq!(c.get(b"abc.deg", 10), None, "other bytes");
+        assert_eq!(c.get(b"xabc.def", 10), None, "a longer value with the same tail");
+        assert_eq!(c.get(b"abc.def", 100), None, "expired");
+        c.put(&[b'a'; MAX_ENCODED_LEN + 1], token(100));
+        assert_eq!(c.get(&[b'a'; MAX_ENCODED_LEN + 1], 10), None, "too long to keep");
+    }
+}

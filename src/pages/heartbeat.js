@@ -1,5 +1,5 @@
 (function () {
-  var api = '{{API}}', ms = Math.max(+'{{HEARTBEAT_MS}}' || 30000, 1000), on = 1, t;
+  var api = '{{API_JS}}', ms = Math.max(+'{{HEARTBEAT_MS}}' || 30000, 1000), on = 1, t;
   function post(p) {
     try {
       return fetch(api + p, { method: 'POST', credentials: 'same-origin', keepalive: true });

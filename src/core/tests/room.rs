@@ -1,6 +1,7 @@
 //! Property tests of the room over random sequences of arrivals, polls, departures, sweeps
 //! and the passing of time.
 
+use crate::core::layout::*;
 use crate::core::room::*;
 use proptest::prelude::*;
 
@@ -81,7 +82,7 @@ proptest! {
                 Op::Poll(i) if !tickets.is_empty() => {
                     let t = tickets[i % tickets.len()];
                     match room.poll(t, now, &T) {
-                        Poll::Admitted(s) => { sessions.push(s); tickets.retain(|x| *x != t); }
+                        Poll::Admitted(s, _) => { sessions.push(s); tickets.retain(|x| *x != t); }
                         Poll::Lost => tickets.retain(|x| *x != t),
                         Poll::Waiting { .. } => {}
                     }
@@ -89,7 +90,7 @@ proptest! {
                 Op::PollAll => {
                     for t in tickets.clone() {
                         match room.poll(t, now, &T) {
-                            Poll::Admitted(s) => { sessions.push(s); tickets.retain(|x| *x != t); }
+                            Poll::Admitted(s, _) => { sessions.push(s); tickets.retain(|x| *x != t); }
                             Poll::Lost => tickets.retain(|x| *x != t),
                             Poll::Waiting { .. } => {}
                         }
@@ -149,7 +150,7 @@ proptest! {
             // Poll in reverse order, to show the order comes from the room, not the callers.
             for t in waiting.clone().into_iter().rev() {
                 match room.poll(t, now, &T) {
-                    Poll::Admitted(s) => {
+                    Poll::Admitted(s, _) => {
                         admitted.push((round, t.number));
                         inside.push((s, now + stay * 1000));
                         waiting.retain(|x| *x != t);
@@ -198,7 +199,7 @@ fn a_no_show_at_the_head_is_skipped_after_the_claim_window() {
     }
     now += 1000;
     room.sweep(now, &T, 100);
-    assert!(matches!(room.poll(patient, now, &T), Poll::Admitted(_)));
+    assert!(matches!(room.poll(patient, now, &T), Poll::Admitted(..)));
     assert_eq!(room.poll(absent, now, &T), Poll::Lost);
     assert_eq!(room.snapshot().tickets_missed, 1);
     room.check_invariants();
@@ -328,7 +329,7 @@ fn the_estimate_waits_for_a_measured_pace() {
         now += 2000;
         room.leave_session(inside, now, &T);
         let next = line.remove(0);
-        let Poll::Admitted(s) = room.poll(next, now, &T) else { panic!() };
+        let Poll::Admitted(s, _) = room.poll(next, now, &T) else { panic!() };
         inside = s;
         for t in &line {
             room.poll(*t, now, &T);

@@ -9,7 +9,7 @@ use nginx_sys::{
 };
 use ngx::ngx_string;
 
-use crate::http::{self, Verdict};
+use super::verdict::{self, Verdict};
 
 const STATUS: usize = 0;
 const POSITION: usize = 1;
@@ -48,7 +48,7 @@ unsafe extern "C" fn get(
     std::panic::catch_unwind(|| {
         // SAFETY: nginx passes a live request and the value record to fill.
         let (r, v) = unsafe { (&*r, &mut *v) };
-        let Some(text) = http::verdict(r).and_then(|verdict| value(verdict, data)) else {
+        let Some(text) = verdict::get(r).and_then(|verdict| value(verdict, data)) else {
             v.set_not_found(1);
             return NGX_OK as ngx_int_t;
         };

@@ -1,10 +1,14 @@
 //! The pages nginx sends itself: the queue page and the heartbeat script, compiled into the
-//! module from `src/pages/`, or a site's own queue page template. Pure text work, no nginx.
+//! module from this folder, or a site's own queue page template. Pure text work, no nginx.
+//!
+//! Values are escaped for the context they go into: `{{ROOM}}` and `{{API}}` for HTML text and
+//! attribute values, `{{API_JS}}` for the inside of a JavaScript string literal (also inside an
+//! inline `<script>`). Numbers need no escaping.
 
 /// The default queue page template.
-pub const QUEUE_PAGE: &str = include_str!("pages/queue.html");
+pub const QUEUE_PAGE: &str = include_str!("queue.html");
 /// The script admitted pages include.
-pub const HEARTBEAT_JS: &str = include_str!("pages/heartbeat.js");
+pub const HEARTBEAT_JS: &str = include_str!("heartbeat.js");
 
 /// Sent with a 503 when the queue is as long as its zone can hold.
 pub const FULL_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
@@ -46,7 +50,7 @@ fn fill(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
     out
 }
 
-/// Escapes text for HTML content, attribute values and JavaScript string literals alike.
+/// Escapes text for HTML content and attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
@@ -57,6 +61,28 @@ pub fn escape(s: &str) -> String {
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
             '\\' => out.push_str("&#92;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Escapes text for the inside of a JavaScript string literal, quoted with `'` or `"`, that may
+/// stand in an inline `<script>`: quotes, backslashes, line breaks and every character that
+/// could end the script or start markup (`<`, `>`, `&`) become `\uXXXX` escapes.
+pub fn escape_js(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' | '\'' | '"' | '<' | '>' | '&' | '\u{2028}' | '\u{2029}' => {
+                out.push_str(&format!("\\u{:04x}", c as u32))
+            }
+            c if c.is_control() => {
+                let mut buf = [0u16; 2];
+                for unit in c.encode_utf16(&mut buf) {
+                    out.push_str(&format!("\\u{unit:04x}"));
+                }
+            }
             c => out.push(c),
         }
     }
@@ -87,6 +113,7 @@ pub fn queue_page(template: &str, v: &QueueView) -> String {
             "ETA_SECONDS" => v.eta_seconds.map(|s| s.to_string()).unwrap_or_default(),
             "REFRESH" => v.refresh_seconds.to_string(),
             "API" => escape(v.api),
+            "API_JS" => escape_js(v.api),
             _ => return None,
         })
     })
@@ -95,7 +122,7 @@ pub fn queue_page(template: &str, v: &QueueView) -> String {
 /// The heartbeat script for an API location at `api`.
 pub fn heartbeat_js(api: &str, heartbeat_ms: u64) -> String {
     fill(HEARTBEAT_JS, |name| match name {
-        "API" => Some(escape(api)),
+        "API_JS" => Some(escape_js(api)),
         "HEARTBEAT_MS" => Some(heartbeat_ms.to_string()),
         _ => None,
     })
@@ -138,6 +165,13 @@ mod tests {
     fn the_script_is_filled() {
         let js = heartbeat_js("/_wr/", 30000);
         assert!(!js.contains("{{") && js.contains("'/_wr/'") && js.contains("30000"));
+    }
+
+    #[test]
+    fn the_script_takes_any_prefix_as_a_javascript_string() {
+        let js = heartbeat_js("/a'b\n\\c</script>\u{2028}/", 1000);
+        assert!(js.contains(r"'/a\u0027b\u000a\u005cc\u003c/script\u003e\u2028/'"), "{js}");
+        assert_eq!(escape_js("/_wr/"), "/_wr/");
     }
 
     #[test]

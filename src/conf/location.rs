@@ -1,0 +1,211 @@
+//! The directives of a protected location and of the room's own locations.
+//!
+//! ```nginx
+//! waiting_room NAME [api=URI] | off;                                 # http, server, location
+//! waiting_room_queue_status 200 | 202 | 429 | 503;                   # http, server, location
+//! waiting_room_page FILE;                                            # http, server, location
+//! waiting_room_api NAME;                                             # location
+//! waiting_room_status NAME;                                          # location
+//! ```
+
+use core::ffi::{c_char, c_void};
+use core::fmt;
+
+use nginx_sys::{ngx_command_t, ngx_conf_t, NGX_HTTP_MAIN_CONF};
+use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule};
+
+use super::zone::file_error;
+use super::{
+    args, find_room, handle, main_conf, read_conf_file, text, valid_room_name, ApiLocation,
+    Endpoint, FileError, LocConf, Place, Use, DEFAULT_API,
+};
+
+/// Longest accepted `waiting_room_page` template.
+pub const PAGE_MAX: u64 = 64 * 1024;
+
+/// What is wrong with one of these directives.
+#[derive(Debug)]
+pub enum LocationError {
+    Duplicate(&'static str),
+    InvalidName(String),
+    InvalidParameter(String),
+    InvalidApi(String),
+    InvalidStatus(String),
+    PageFile(String, FileError),
+    PageNotText(String),
+    /// Out of memory, or outside an http block.
+    Internal,
+}
+
+impl fmt::Display for LocationError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LocationError::Duplicate(d) => write!(f, "\"{d}\" directive is duplicate"),
+            LocationError::InvalidName(n) => write!(f, "invalid waiting room name \"{n}\""),
+            LocationError::InvalidParameter(p) => write!(f, "invalid parameter \"{p}\""),
+            LocationError::InvalidApi(uri) => {
+                write!(f, "invalid api value \"{uri}\", it must start and end with \"/\"")
+            }
+            LocationError::InvalidStatus(v) => {
+                write!(f, "invalid value \"{v}\", it must be 200, 202, 429 or 503")
+            }
+            LocationError::PageFile(path, e) => file_error(f, "waiting_room_page", path, e),
+            LocationError::PageNotText(path) => {
+                write!(f, "waiting_room_page \"{path}\" is not UTF-8 text")
+            }
+            LocationError::Internal => f.write_str("internal error in the waiting room module"),
+        }
+    }
+}
+
+fn loc_conf<'a>(conf: *mut c_void) -> &'a mut LocConf {
+    // SAFETY: nginx passes our location configuration, created by `create_loc_conf`, to the
+    // handlers of directives registered with NGX_HTTP_LOC_CONF_OFFSET.
+    unsafe { &mut *(conf as *mut LocConf) }
+}
+
+/// The server block being read, as an identity; `None` at http level.
+fn current_server(cf: *mut ngx_conf_t) -> Option<*const c_void> {
+    // SAFETY: `cf` is the configuration being parsed.
+    if unsafe { (*cf).cmd_type } as u32 == NGX_HTTP_MAIN_CONF {
+        return None;
+    }
+    // SAFETY: inside a server block, the core module's server configuration is there.
+    NgxHttpCoreModule::server_conf(unsafe { &*cf }).map(|c| c as *const _ as *const c_void)
+}
+
+/// An API prefix a queue page can put in a URL and a script: a path, with no quote, angle
+/// bracket, backslash, space or control character.
+fn valid_api(uri: &str) -> bool {
+    uri.starts_with('/')
+        && uri.ends_with('/')
+        && !uri.contains(['"', '\'', '<', '>', '\\', ' '])
+        && !uri.chars().any(char::is_control)
+}
+
+pub extern "C" fn set_waiting_room(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let lcf = loc_conf(conf);
+    handle(cf, || {
+        if lcf.room_set {
+            return Err(LocationError::Duplicate("waiting_room"));
+        }
+        let args = args(cf);
+        let name = text(&args[1]);
+        lcf.room_set = true;
+        if name == "off" {
+            if let Some(extra) = args.get(2) {
+                return Err(LocationError::InvalidParameter(text(extra)));
+            }
+            lcf.room = core::ptr::null_mut();
+            return Ok(());
+        }
+        if !valid_room_name(&name) {
+            return Err(LocationError::InvalidName(name));
+        }
+        if let Some(param) = args.get(2) {
+            let p = text(param);
+            match p.strip_prefix("api=") {
+                Some(uri) if valid_api(uri) => lcf.api = Some(uri.to_owned()),
+                Some(uri) => return Err(LocationError::InvalidApi(uri.to_owned())),
+                None => return Err(LocationError::InvalidParameter(p)),
+            }
+        }
+        let room = find_room(cf, &name).ok_or(LocationError::Internal)?;
+        lcf.room = room;
+        let mcf = main_conf(cf).ok_or(LocationError::Internal)?;
+        mcf.uses.push(Use {
+            room,
+            api: lcf.api.clone().unwrap_or_else(|| DEFAULT_API.to_owned()),
+            server: current_server(cf),
+            place: Place::of(cf),
+        });
+        Ok(())
+    })
+}
+
+pub extern "C" fn set_queue_status(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let lcf = loc_conf(conf);
+    handle(cf, || {
+        if lcf.queue_status != 0 {
+            return Err(LocationError::Duplicate("waiting_room_queue_status"));
+        }
+        let value = text(&args(cf)[1]);
+        match value.parse::<usize>() {
+            Ok(code @ (200 | 202 | 429 | 503)) => lcf.queue_status = code,
+            _ => return Err(LocationError::InvalidStatus(value)),
+        }
+        Ok(())
+    })
+}
+
+pub extern "C" fn set_page(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let lcf = loc_conf(conf);
+    handle(cf, || {
+        if lcf.page.is_some() {
+            return Err(LocationError::Duplicate("waiting_room_page"));
+        }
+        let (path, bytes) = read_conf_file(cf, &args(cf)[1], PAGE_MAX)
+            .map_err(|(path, e)| LocationError::PageFile(path, e))?;
+        let page = String::from_utf8(bytes).map_err(|_| LocationError::PageNotText(path))?;
+        lcf.page = Some(page);
+        Ok(())
+    })
+}
+
+fn set_endpoint(cf: *mut ngx_conf_t, conf: *mut c_void, endpoint: Endpoint) -> *mut c_char {
+    let lcf = loc_conf(conf);
+    handle(cf, || {
+        if lcf.endpoint.is_some() {
+            return Err(LocationError::Duplicate(match endpoint {
+                Endpoint::Api => "waiting_room_api",
+                Endpoint::Status => "waiting_room_status",
+            }));
+        }
+        let name = text(&args(cf)[1]);
+        if !valid_room_name(&name) {
+            return Err(LocationError::InvalidName(name));
+        }
+        let room = find_room(cf, &name).ok_or(LocationError::Internal)?;
+        // SAFETY: `cf` is inside a location block, so the core module's location configuration
+        // is there; the content handler is set on it once the location is merged.
+        let clcf =
+            NgxHttpCoreModule::location_conf_mut(unsafe { &*cf }).ok_or(LocationError::Internal)?;
+        lcf.endpoint = Some(endpoint);
+        lcf.endpoint_room = room;
+        lcf.core = clcf;
+        if endpoint == Endpoint::Api {
+            let server = current_server(cf).ok_or(LocationError::Internal)?;
+            let mcf = main_conf(cf).ok_or(LocationError::Internal)?;
+            mcf.apis.push(ApiLocation { room, server, core: clcf });
+        }
+        Ok(())
+    })
+}
+
+pub extern "C" fn set_api(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    set_endpoint(cf, conf, Endpoint::Api)
+}
+
+pub extern "C" fn set_status(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    set_endpoint(cf, conf, Endpoint::Status)
+}

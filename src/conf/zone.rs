@@ -1,0 +1,275 @@
+//! `waiting_room_zone` and `waiting_room_secret`: what a room is, and what signs its cookies.
+//!
+//! ```nginx
+//! waiting_room_zone zone=NAME:SIZE [max_active=N] [session=TIME] [idle=TIME]
+//!                   [queue_timeout=TIME] [claim_window=TIME] [heartbeat=TIME];   # http
+//! waiting_room_secret FILE;                                                      # http
+//! ```
+
+use core::ffi::{c_char, c_void};
+use core::fmt;
+
+use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_parse_time, ngx_str_t};
+use ngx::core::NGX_CONF_ERROR;
+
+use super::{args, find_room, handle, main_conf, read_conf_file, text, valid_room_name, FileError};
+use crate::core::layout::{Layout, Timing};
+use crate::service::Settings;
+
+/// Shortest accepted `waiting_room_secret`, in bytes.
+pub const SECRET_MIN: usize = 32;
+/// Longest accepted `waiting_room_secret` file.
+pub const SECRET_MAX: u64 = 4096;
+
+/// What is wrong with a `waiting_room_zone` or `waiting_room_secret`.
+#[derive(Debug)]
+pub enum ZoneError {
+    InvalidSize(String),
+    InvalidName(String),
+    TooSmall(String),
+    TooSmallFor {
+        name: String,
+        max_active: u32,
+        need_k: usize,
+    },
+    InvalidValue {
+        key: String,
+        value: String,
+    },
+    InvalidParameter(String),
+    NoZone,
+    Duplicate(String),
+    /// `"heartbeat=30s" must be shorter than "idle=10s"`, and the like.
+    Order {
+        this: String,
+        relation: &'static str,
+        that: String,
+    },
+    SecretFile(String, FileError),
+    SecretShort {
+        path: String,
+        len: usize,
+    },
+    DuplicateSecret,
+    /// nginx refused the zone, and said why.
+    Refused,
+}
+
+impl fmt::Display for ZoneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ZoneError::InvalidSize(v) => write!(f, "invalid zone size \"{v}\""),
+            ZoneError::InvalidName(n) => write!(f, "invalid zone name \"{n}\""),
+            ZoneError::TooSmall(n) => write!(f, "zone \"{n}\" is too small"),
+            ZoneError::TooSmallFor { name, max_active, need_k } => write!(
+                f,
+                "zone \"{name}\" is too small for max_active={max_active}, it needs at least \
+                 {need_k}k"
+            ),
+            ZoneError::InvalidValue { key, value } => write!(f, "invalid {key} value \"{value}\""),
+            ZoneError::InvalidParameter(p) => write!(f, "invalid parameter \"{p}\""),
+            ZoneError::NoZone => f.write_str("\"waiting_room_zone\" must have \"zone\" parameter"),
+            ZoneError::Duplicate(n) => write!(f, "duplicate zone \"{n}\""),
+            ZoneError::Order { this, relation, that } => {
+                write!(f, "\"{this}\" must {relation} \"{that}\"")
+            }
+            ZoneError::SecretFile(path, e) => file_error(f, "waiting_room_secret", path, e),
+            ZoneError::SecretShort { path, len } => write!(
+                f,
+                "waiting_room_secret \"{path}\" is too short: {len} bytes, at least \
+                 {SECRET_MIN} needed"
+            ),
+            ZoneError::DuplicateSecret => {
+                f.write_str("\"waiting_room_secret\" directive is duplicate")
+            }
+            ZoneError::Refused => f.write_str("cannot add the zone"),
+        }
+    }
+}
+
+/// The words of a file error, for `waiting_room_secret` and `waiting_room_page`.
+pub fn file_error(
+    f: &mut fmt::Formatter<'_>,
+    directive: &str,
+    path: &str,
+    e: &FileError,
+) -> fmt::Result {
+    match e {
+        FileError::Resolve => write!(f, "{directive}: cannot resolve \"{path}\""),
+        FileError::Read(e) => write!(f, "{directive}: cannot read \"{path}\": {e}"),
+        FileError::NotRegular => write!(f, "{directive} \"{path}\" is not a regular file"),
+        FileError::TooLong(n) => {
+            write!(f, "{directive} \"{path}\" is too long: {n} bytes, at most {}", limit(directive))
+        }
+    }
+}
+
+fn limit(directive: &str) -> u64 {
+    if directive == "waiting_room_secret" {
+        SECRET_MAX
+    } else {
+        super::location::PAGE_MAX
+    }
+}
+
+fn parse_time(value: &str) -> Option<u64> {
+    let mut s = ngx_str_t { len: value.len(), data: value.as_ptr() as *mut u8 };
+    // SAFETY: `s` points at `value`, which outlives the call; nginx only reads it.
+    let ms = unsafe { ngx_parse_time(&mut s, 0) };
+    (ms > 0).then_some(ms as u64)
+}
+
+fn parse_size(value: &str) -> Option<usize> {
+    let mut s = ngx_str_t { len: value.len(), data: value.as_ptr() as *mut u8 };
+    // SAFETY: as in `parse_time`.
+    let n = unsafe { ngx_parse_size(&mut s) };
+    (n > 0).then_some(n as usize)
+}
+
+/// The usable bytes the slab allocator leaves in a zone of `size` bytes, conservatively: its
+/// pool header, a page descriptor per page, and one page for our small root record.
+pub fn usable_bytes(size: usize) -> usize {
+    const PAGE: usize = 4096;
+    let pages = size.saturating_sub(2 * PAGE) / (PAGE + 32);
+    pages.saturating_sub(2) * PAGE
+}
+
+/// A time parameter as written, or as its default would be written, for messages.
+struct Given {
+    text: String,
+}
+
+impl Given {
+    fn default(key: &str, value: &str) -> Given {
+        Given { text: format!("{key}={value}") }
+    }
+}
+
+/// The parameters of one `waiting_room_zone`.
+fn parse_zone(words: &[String]) -> Result<(String, Settings), ZoneError> {
+    let mut zone: Option<(String, usize)> = None;
+    let mut max_active: u32 = 200;
+    let mut timing = Timing {
+        session_ms: 300_000,
+        idle_ms: 90_000,
+        queue_timeout_ms: 900_000,
+        claim_window_ms: 30_000,
+    };
+    let mut heartbeat_ms = 30_000;
+    let mut heartbeat = Given::default("heartbeat", "30s");
+    let mut idle = Given::default("idle", "90s");
+    let mut session = Given::default("session", "300s");
+    let mut queue_timeout = Given::default("queue_timeout", "900s");
+    let mut claim_window = Given::default("claim_window", "30s");
+    for a in words {
+        let (key, value) = a.split_once('=').unwrap_or((a.as_str(), ""));
+        match key {
+            "zone" => {
+                let Some((name, size)) = value.rsplit_once(':') else {
+                    return Err(ZoneError::InvalidSize(value.to_owned()));
+                };
+                if !valid_room_name(name) {
+                    return Err(ZoneError::InvalidName(name.to_owned()));
+                }
+                let size = parse_size(size).ok_or(ZoneError::InvalidSize(value.to_owned()))?;
+                if size < 8 * 4096 {
+                    return Err(ZoneError::TooSmall(name.to_owned()));
+                }
+                zone = Some((name.to_owned(), size));
+            }
+            "max_active" => match value.parse::<u32>() {
+                Ok(n) if (1..=10_000_000).contains(&n) => max_active = n,
+                _ => {
+                    return Err(ZoneError::InvalidValue {
+                        key: key.to_owned(),
+                        value: value.to_owned(),
+                    })
+                }
+            },
+            "session" | "idle" | "queue_timeout" | "claim_window" | "heartbeat" => {
+                let ms = parse_time(value).ok_or_else(|| ZoneError::InvalidValue {
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                })?;
+                let given = Given { text: a.clone() };
+                match key {
+                    "session" => (timing.session_ms, session) = (ms, given),
+                    "idle" => (timing.idle_ms, idle) = (ms, given),
+                    "queue_timeout" => (timing.queue_timeout_ms, queue_timeout) = (ms, given),
+                    "claim_window" => (timing.claim_window_ms, claim_window) = (ms, given),
+                    _ => (heartbeat_ms, heartbeat) = (ms, given),
+                }
+            }
+            _ => return Err(ZoneError::InvalidParameter(a.clone())),
+        }
+    }
+    let (name, size) = zone.ok_or(ZoneError::NoZone)?;
+    let order = |this: &Given, relation, that: &Given| {
+        Err(ZoneError::Order { this: this.text.clone(), relation, that: that.text.clone() })
+    };
+    // A heartbeat no more often than `idle` lets a visitor who stays lose their slot.
+    if heartbeat_ms >= timing.idle_ms {
+        return order(&heartbeat, "be shorter than", &idle);
+    }
+    // A session shorter than `idle` makes `idle` meaningless and sessions end mid-visit.
+    if timing.session_ms < timing.idle_ms {
+        return order(&session, "not be shorter than", &idle);
+    }
+    // A called visitor who takes longer than `queue_timeout` to come in has lost the place
+    // already: the claim window would promise what the room does not keep.
+    if timing.claim_window_ms > timing.queue_timeout_ms {
+        return order(&claim_window, "not be longer than", &queue_timeout);
+    }
+    if Layout::new(usable_bytes(size), max_active).is_none() {
+        let need_k = (Layout::min_region_len(max_active) + 16 * 4096) / 1024 + 1;
+        return Err(ZoneError::TooSmallFor { name, max_active, need_k });
+    }
+    Ok((name, Settings { size, max_active, timing, heartbeat_ms }))
+}
+
+pub extern "C" fn set_zone(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    _: *mut c_void,
+) -> *mut c_char {
+    handle(cf, || {
+        let words: Vec<String> = args(cf).iter().skip(1).map(text).collect();
+        let (name, settings) = parse_zone(&words)?;
+        let room = find_room(cf, &name).ok_or(ZoneError::Refused)?;
+        // SAFETY: `room` came from the configuration pool and lives as long as it.
+        let room = unsafe { &mut *room };
+        if room.settings.is_some() {
+            return Err(ZoneError::Duplicate(name));
+        }
+        if !room.define(cf, settings) {
+            return Err(ZoneError::Refused);
+        }
+        Ok(())
+    })
+}
+
+pub extern "C" fn set_secret(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    _: *mut c_void,
+) -> *mut c_char {
+    let Some(mcf) = main_conf(cf) else { return NGX_CONF_ERROR };
+    handle(cf, || {
+        if mcf.secret_file.is_some() {
+            return Err(ZoneError::DuplicateSecret);
+        }
+        let (path, mut key) = read_conf_file(cf, &args(cf)[1], SECRET_MAX)
+            .map_err(|(path, e)| ZoneError::SecretFile(path, e))?;
+        // A key written by `openssl rand -hex 32 > file` ends with a newline that is no part
+        // of it.
+        while key.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+            key.pop();
+        }
+        if key.len() < SECRET_MIN {
+            return Err(ZoneError::SecretShort { path, len: key.len() });
+        }
+        mcf.secret = Some(key);
+        mcf.secret_file = Some(path);
+        Ok(())
+    })
+}

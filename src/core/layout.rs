@@ -1,0 +1,306 @@
+//! How one room's state is laid out as plain data in a byte region: the same bytes are a `Vec`
+//! in the unit tests and an nginx shared memory zone in production.
+//!
+//! ```text
+//! Header | sessions: [SessionSlot; S] | free: [u32; S] | tickets: [TicketSlot; T] | tree: [u32; T + 1]
+//! ```
+//!
+//! Everything here is `#[repr(C)]` plain data, valid for any bit pattern, with no pointers.
+//!
+//! # What is touched without the lock
+//!
+//! Only the session slots. A visitor inside coming back is checked by reading its slot's `id`,
+//! `created` and `last_seen` and writing `last_seen`, without the zone's lock (see
+//! [`touch_session_unlocked`]). So those three fields are atomics and are only ever reached
+//! through shared references, by everyone: the locked code, the lock-free check, and the code
+//! that lays a region out (which stores zeros into them). Everything else (the header, the
+//! free stack, the tickets, the tree) is read and written only by the holder of the lock,
+//! through the `&mut` references of a [`super::room::Room`].
+//!
+//! A process may check a session against a layout it saw earlier, under the lock. That is
+//! sound only if those bytes are still session slots: so the session table always starts right
+//! after the header, and a region laid out again in place never has a smaller session table
+//! than it had ([`Layout::grown_from`]). A stale check then reads a slot whose `id` (unique
+//! across layouts) does not match, and goes to the locked path.
+
+use core::mem::{align_of, size_of};
+use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use super::stats::Counters;
+
+pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ngxWRoom");
+/// Bump whenever the layout of any `#[repr(C)]` struct here changes.
+pub const LAYOUT_VERSION: u32 = 3;
+/// Longest random key kept in the region.
+pub const KEY_MAX: usize = 64;
+/// The smallest queue a region may hold.
+pub const MIN_TICKETS: u64 = 64;
+/// Bytes each ticket costs: its ring slot plus its tree node.
+pub const BYTES_PER_TICKET: usize = size_of::<TicketSlot>() + size_of::<u32>();
+/// Bytes each session costs: its slot plus its place on the free stack.
+pub const BYTES_PER_SESSION: usize = size_of::<SessionSlot>() + size_of::<u32>();
+/// Room for more sessions than `max_active` asks for, so that raising it on reload keeps the
+/// room as it is: the table holds twice `max_active`, at least this many more, as long as
+/// that takes no more than an eighth of the region.
+const SESSION_HEADROOM_MIN: u32 = 64;
+
+/// The room's time limits, from the configuration, in milliseconds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// Longest a session lasts, however active.
+    pub session_ms: u64,
+    /// A session not seen for this long is over.
+    pub idle_ms: u64,
+    /// A waiting ticket not seen for this long is lost.
+    pub queue_timeout_ms: u64,
+    /// A called ticket that does not claim its slot within this long loses it.
+    pub claim_window_ms: u64,
+}
+
+/// A session's slot: the only data in the region touched without the lock (see the module's
+/// docs). `0` in `id` marks a free slot.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(super) struct SessionSlot {
+    /// 0 when the slot is free; otherwise a number never used before in this region.
+    pub id: AtomicU64,
+    /// Monotonic milliseconds.
+    pub created: AtomicU64,
+    /// Monotonic milliseconds.
+    pub last_seen: AtomicU64,
+}
+
+/// A session slot's values at one moment.
+#[derive(Clone, Copy)]
+pub(super) struct Session {
+    pub id: u64,
+    pub created: u64,
+    pub last_seen: u64,
+}
+
+/// A visitor seen again within a sixteenth of `idle` (at most a second) is not written down
+/// again: it saves a write to shared memory on most requests and shifts `idle` by little.
+const SEEN_GRANULARITY_MAX_MS: u64 = 1000;
+
+impl SessionSlot {
+    pub fn get(&self) -> Session {
+        Session {
+            id: self.id.load(Relaxed),
+            created: self.created.load(Relaxed),
+            last_seen: self.last_seen.load(Relaxed),
+        }
+    }
+
+    /// Empties the slot. Atomic stores: another process may be reading it.
+    pub fn clear(&self) {
+        self.id.store(0, Relaxed);
+        self.created.store(0, Relaxed);
+        self.last_seen.store(0, Relaxed);
+    }
+}
+
+impl Session {
+    pub fn expired(&self, now: u64, t: &Timing) -> bool {
+        now.saturating_sub(self.last_seen) > t.idle_ms
+            || now.saturating_sub(self.created) >= t.session_ms
+    }
+
+    /// Writes down that the session was seen `now`, unless it was a moment ago.
+    pub fn see(&self, slot: &SessionSlot, now: u64, t: &Timing) {
+        if now.saturating_sub(self.last_seen) >= (t.idle_ms / 16).min(SEEN_GRANULARITY_MAX_MS) {
+            slot.last_seen.store(now, Relaxed);
+        }
+    }
+}
+
+pub(super) const FREE: u32 = 0;
+pub(super) const WAITING: u32 = 1;
+pub(super) const CALLED: u32 = 2;
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct TicketSlot {
+    pub number: u64,
+    /// Monotonic milliseconds.
+    pub joined: u64,
+    /// Last seen while waiting; the moment it was called while called (monotonic ms).
+    pub stamp: u64,
+    pub visitor: u32,
+    pub state: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Header {
+    pub magic: u64,
+    pub version: u32,
+    pub session_cap: u32,
+    pub region_len: u64,
+    pub ticket_cap: u64,
+    pub max_active: u32,
+    pub active: u32,
+    pub called: u32,
+    pub free_top: u32,
+    /// No live ticket has a number below `head`.
+    pub head: u64,
+    /// The next ticket number to hand out.
+    pub tail: u64,
+    pub live: u64,
+    pub next_session_id: u64,
+    pub next_visitor: u64,
+    pub ticket_sweep: u64,
+    /// Monotonic milliseconds of the last sweep by any worker; 0 before the first.
+    pub last_sweep: u64,
+    pub session_sweep: u32,
+    pub key_len: u32,
+    /// Random, new each time the region is laid out: tokens carry it, so that a cookie from
+    /// before a restart (signed with the same configured secret) cannot stand for the
+    /// session or ticket that now has its number.
+    pub epoch: u64,
+    pub key: [u8; KEY_MAX],
+    /// When the configuration whose `max_active` is in force was read (monotonic ms in the
+    /// master): a worker of a newer configuration applies its own, an older one's does not.
+    pub settings_stamp: u64,
+    pub stats: Counters,
+}
+
+/// Where each table starts, for a region of a given length and session capacity.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Layout {
+    pub region_len: usize,
+    pub session_cap: u32,
+    pub ticket_cap: u64,
+    pub(super) sessions_at: usize,
+    pub(super) free_at: usize,
+    pub(super) tickets_at: usize,
+    pub(super) tree_at: usize,
+}
+
+fn align8(n: usize) -> usize {
+    (n + 7) & !7
+}
+
+impl Layout {
+    /// The layout of a region of `region_len` bytes holding `session_cap` sessions, with all
+    /// the rest given to the queue; `None` when that leaves fewer than [`MIN_TICKETS`].
+    pub fn new(region_len: usize, session_cap: u32) -> Option<Layout> {
+        let sessions_at = align8(size_of::<Header>());
+        let free_at =
+            sessions_at.checked_add(size_of::<SessionSlot>().checked_mul(session_cap as usize)?)?;
+        let tickets_at = align8(free_at.checked_add(4usize.checked_mul(session_cap as usize)?)?);
+        // T ticket slots and T + 1 tree nodes, the tree padded to 8 bytes.
+        let rest = region_len.checked_sub(tickets_at)?.checked_sub(8)?;
+        let ticket_cap = (rest / BYTES_PER_TICKET) as u64;
+        if ticket_cap < MIN_TICKETS || session_cap == 0 {
+            return None;
+        }
+        let tree_at = tickets_at + size_of::<TicketSlot>() * ticket_cap as usize;
+        Some(Layout {
+            region_len,
+            session_cap,
+            ticket_cap,
+            sessions_at,
+            free_at,
+            tickets_at,
+            tree_at,
+        })
+    }
+
+    /// The layout a region of `region_len` bytes gets for `max_active`: a session table with
+    /// headroom above `max_active` where the region has room for it, so that raising
+    /// `max_active` later needs no new layout.
+    pub fn for_max_active(region_len: usize, max_active: u32) -> Option<Layout> {
+        let headroom = max_active.max(SESSION_HEADROOM_MIN);
+        let eighth = (region_len / 8 / BYTES_PER_SESSION).min(u32::MAX as usize) as u32;
+        let cap = max_active.saturating_add(headroom).min(eighth).max(max_active);
+        Layout::new(region_len, cap).or_else(|| Layout::new(region_len, max_active))
+    }
+
+    /// The layout for `max_active` in a region that already holds `old`, laid out again in
+    /// place: the session table never shrinks, so that a process still checking sessions
+    /// against `old` without the lock reads only session slots (see the module's docs).
+    pub fn grown_from(old: &Layout, max_active: u32) -> Option<Layout> {
+        let l = Layout::for_max_active(old.region_len, max_active)?;
+        if l.session_cap >= old.session_cap {
+            Some(l)
+        } else {
+            Layout::new(old.region_len, old.session_cap)
+        }
+    }
+
+    /// The smallest region that holds `session_cap` sessions and [`MIN_TICKETS`] tickets.
+    pub fn min_region_len(session_cap: u32) -> usize {
+        align8(size_of::<Header>())
+            + BYTES_PER_SESSION * session_cap as usize
+            + 8
+            + BYTES_PER_TICKET * MIN_TICKETS as usize
+            + 16
+    }
+
+    /// The session slots of a region laid out like this.
+    ///
+    /// # Safety
+    /// `base` is the start of a region of `self.region_len` bytes, 8-byte aligned, valid for
+    /// `'a`, whose session slots (by this layout) are only ever accessed as atomics.
+    pub(super) unsafe fn sessions<'a>(&self, base: *mut u8) -> &'a [SessionSlot] {
+        // SAFETY: by the caller's promise the slots lie inside the region, aligned (offsets
+        // are multiples of 8 from an 8-aligned base), and are only accessed atomically, so a
+        // shared reference to them is valid while other processes use them too.
+        unsafe {
+            core::slice::from_raw_parts(
+                base.add(self.sessions_at) as *const SessionSlot,
+                self.session_cap as usize,
+            )
+        }
+    }
+}
+
+/// Why a region could not be used as it is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AttachError {
+    /// Not 8-byte aligned, or too small for any room.
+    BadRegion,
+    /// Never laid out.
+    NotARoom,
+    /// Laid out by another version of this module.
+    OtherVersion,
+    /// Laid out for another size.
+    LayoutChanged,
+}
+
+impl core::fmt::Display for AttachError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self {
+            AttachError::BadRegion => "the region is misaligned or too small",
+            AttachError::NotARoom => "the region holds no room",
+            AttachError::OtherVersion => "the room was laid out by another version of the module",
+            AttachError::LayoutChanged => "the room was laid out for another size",
+        })
+    }
+}
+
+/// Reads the header of the region at `base` and checks that it describes a room of this
+/// version laid over exactly `len` bytes.
+///
+/// # Safety
+/// `base` is 8-byte aligned and valid for reads of `len` bytes, and nobody writes the header
+/// while this runs (the caller holds the lock).
+pub(super) unsafe fn read_layout(base: *const u8, len: usize) -> Result<Layout, AttachError> {
+    if len < size_of::<Header>() || (base as usize) % align_of::<Header>() != 0 {
+        return Err(AttachError::BadRegion);
+    }
+    // SAFETY: aligned and long enough (checked above); `Header` is plain data valid for any bit
+    // pattern; it is copied out, and nobody writes it meanwhile (the caller's promise).
+    let hdr: Header = unsafe { core::ptr::read(base as *const Header) };
+    if hdr.magic != MAGIC {
+        return Err(AttachError::NotARoom);
+    }
+    if hdr.version != LAYOUT_VERSION {
+        return Err(AttachError::OtherVersion);
+    }
+    let l = Layout::new(len, hdr.session_cap).ok_or(AttachError::LayoutChanged)?;
+    if hdr.region_len != len as u64 || hdr.ticket_cap != l.ticket_cap {
+        return Err(AttachError::LayoutChanged);
+    }
+    Ok(l)
+}

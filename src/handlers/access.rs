@@ -1,0 +1,158 @@
+//! The gate: an access-phase handler that lets a visitor with a live session through, admits a
+//! new one while there is room, and otherwise holds them in the queue with the queue page.
+//!
+//! It runs in the access phase, registered last and so run first among that phase's handlers:
+//! before `allow`/`deny` and `auth_basic`, and `satisfy any` cannot skip it. Subrequests are
+//! never stopped (nginx does not run the access phase for them); after an internal redirect the
+//! first decision stands.
+
+use nginx_sys::{
+    ngx_array_push, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
+    ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_request_t, ngx_int_t,
+    NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_WARN, NGX_OK,
+};
+use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
+use ngx::ngx_log_error;
+
+use crate::http::cookies;
+use crate::http::verdict::{self, Verdict};
+use crate::http::{self, Now};
+use crate::pages::{self, QueueView};
+use crate::service::{Decision, Outcome, Room};
+use crate::wiring::Module;
+
+/// How often a full line is logged again, per worker and room.
+const FULL_LOG_MS: u64 = 10_000;
+
+pub fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
+    // SAFETY: called from postconfiguration with the http block's `cf`.
+    let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(unsafe { &*cf }) else {
+        return NGX_ERROR as ngx_int_t;
+    };
+    let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize];
+    // SAFETY: the phase's handler array was created by the core module for pointers of this
+    // type.
+    let h = unsafe { ngx_array_push(&mut phase.handlers) } as *mut ngx_http_handler_pt;
+    if h.is_null() {
+        return NGX_ERROR as ngx_int_t;
+    }
+    // SAFETY: `h` is the array's fresh element.
+    unsafe { *h = Some(handler) };
+    NGX_OK as ngx_int_t
+}
+
+extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    super::guarded(r, access)
+}
+
+fn passed(r: &ngx_http_request_t, room: usize) -> ngx_int_t {
+    verdict::set(r, Verdict { status: Some("PASSED"), passed: true, room, ..Verdict::default() });
+    NGX_DECLINED as ngx_int_t
+}
+
+fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
+    let declined = NGX_DECLINED as ngx_int_t;
+    let Some(lcf) = Module::location_conf(&*r) else { return declined };
+    let Some(room) = lcf.room() else { return declined };
+    // The room's own API and status locations answer whatever the room decides, even when a
+    // `waiting_room` at an outer level would guard them.
+    if lcf.endpoint.is_some() || !core::ptr::eq(r.main, r) {
+        return declined;
+    }
+    // After an internal redirect, a pass stands for the room that gave it.
+    let room_id = room as *const Room as usize;
+    if verdict::get(r).is_some_and(|v| v.passed && v.room == room_id) {
+        return declined;
+    }
+    let now = http::now();
+    let token = room.token(cookies::cookies(r, &room.cookie), now.wall_s);
+    if token.is_some_and(|t| room.touch_live(&t, now.mono_ms)) {
+        return passed(r, room_id);
+    }
+    let (outcome, epoch) = match room.decide(token, now.mono_ms, true) {
+        Ok(Decision { outcome: Some(o), epoch, .. }) => (o, epoch),
+        Ok(Decision { outcome: None, .. }) => return declined,
+        Err(e) => return super::unusable(r, room, e),
+    };
+    match outcome {
+        Outcome::Passed => passed(r, room_id),
+        Outcome::Admitted { session, waited } => {
+            let Some(value) = room.session_cookie(session, epoch, now.wall_s) else {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            };
+            cookies::set_cookie(r, &room.cookie, &value);
+            let v = Verdict {
+                status: Some("ADMITTED"),
+                wait: waited,
+                passed: true,
+                room: room_id,
+                ..Verdict::default()
+            };
+            verdict::set(r, v);
+            declined
+        }
+        Outcome::Queued { position, queue_length, eta, new_ticket } => {
+            if let Some(t) = new_ticket {
+                let Some(value) = room.ticket_cookie(t, epoch, now.wall_s) else {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+                };
+                cookies::set_cookie(r, &room.cookie, &value);
+            }
+            let v = Verdict {
+                status: Some("QUEUED"),
+                position: Some(position),
+                wait: eta,
+                ..Verdict::default()
+            };
+            verdict::set(r, v);
+            let refresh = pages::refresh_seconds(position, eta, room.timing().claim_window_ms);
+            let view = QueueView {
+                room: &room.name,
+                position,
+                queue_length,
+                eta_seconds: eta,
+                refresh_seconds: refresh,
+                api: lcf.api(),
+            };
+            let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
+            respond(r, lcf.queue_status, refresh, body.as_bytes())
+        }
+        Outcome::Full { queue_length } => {
+            full(r, room, queue_length, now);
+            verdict::set(r, Verdict { status: Some("REJECTED"), ..Verdict::default() });
+            respond(r, NGX_HTTP_SERVICE_UNAVAILABLE as usize, 60, pages::FULL_PAGE.as_bytes())
+        }
+    }
+}
+
+/// Logs that the line is full, at most every `FULL_LOG_MS` per worker.
+fn full(r: &ngx_http_request_t, room: &Room, queue_length: u64, now: Now) {
+    if room.full_log.ready(now.mono_ms, FULL_LOG_MS) {
+        // SAFETY: a live request's connection and its log.
+        let log = unsafe { (*r.connection).log };
+        ngx_log_error!(
+            NGX_LOG_WARN,
+            log,
+            "waiting room \"{}\" is full: {queue_length} people in line, newcomers are turned \
+             away; a larger zone holds more",
+            room.name
+        );
+    }
+}
+
+/// Sends a page of our own from the access phase and finishes the request.
+fn respond(r: &mut ngx_http_request_t, status: usize, retry_after: u64, body: &[u8]) -> ngx_int_t {
+    // SAFETY: a live main request; the body is not wanted, whatever the method.
+    let rc = unsafe { ngx_http_discard_request_body(r) };
+    if rc != NGX_OK as ngx_int_t {
+        return rc;
+    }
+    http::add_header(r, "Cache-Control", "cache-control", "no-store");
+    http::add_header(r, "Retry-After", "retry-after", &retry_after.to_string());
+    let rc = http::send(r, status, "text/html; charset=utf-8", body);
+    // SAFETY: the response is complete; finishing the request is ours to do, as in a content
+    // handler, and the phase engine is told with NGX_DONE that it is done.
+    unsafe { ngx_http_finalize_request(r, rc) };
+    NGX_DONE as ngx_int_t
+}

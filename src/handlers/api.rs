@@ -1,0 +1,131 @@
+//! The room's API, served by a `waiting_room_api` location: `position`, `heartbeat`, `leave`
+//! and `heartbeat.js`, by the last segment of the URI.
+
+use nginx_sys::{
+    ngx_http_request_t, ngx_int_t, NGX_HTTP_FORBIDDEN, NGX_HTTP_GET, NGX_HTTP_HEAD,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_FOUND, NGX_HTTP_POST,
+};
+use ngx::http::HttpModuleLocationConf;
+use serde_json::json;
+
+use crate::conf::Endpoint;
+use crate::core::token::Token;
+use crate::http::{self, cookies, Now};
+use crate::pages;
+use crate::service::{Decision, Outcome, Room};
+use crate::wiring::Module;
+
+/// The largest request body the API takes (beacons send none or a few bytes).
+const BODY_MAX: i64 = 4096;
+
+pub extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    super::guarded(r, api)
+}
+
+fn api(r: &mut ngx_http_request_t) -> ngx_int_t {
+    let Some(lcf) = Module::location_conf(&*r) else { return NGX_HTTP_NOT_FOUND as ngx_int_t };
+    let Some(room) = lcf.endpoint_room(Endpoint::Api) else {
+        return NGX_HTTP_NOT_FOUND as ngx_int_t;
+    };
+    let uri = r.uri.as_bytes();
+    let cut = uri.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1);
+    let (uri_prefix, name) = uri.split_at(cut);
+    let uri_prefix = String::from_utf8_lossy(uri_prefix).into_owned();
+    let name = name.to_vec();
+    let read_only = r.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize != 0;
+    let post = r.method & NGX_HTTP_POST as usize != 0;
+    match &name[..] {
+        b"position" | b"heartbeat.js" if !read_only => return http::not_allowed(r, "GET, HEAD"),
+        b"heartbeat" | b"leave" if !post => return http::not_allowed(r, "POST"),
+        b"position" | b"heartbeat.js" | b"heartbeat" | b"leave" => {}
+        _ => return NGX_HTTP_NOT_FOUND as ngx_int_t,
+    }
+    if let Err(rc) = http::discard_small_body(r, BODY_MAX) {
+        return rc;
+    }
+    if name == b"heartbeat.js" {
+        // The location's own prefix, as configured; for a regex location, the request's.
+        let prefix = lcf.own_prefix().unwrap_or(uri_prefix);
+        let js = pages::heartbeat_js(&prefix, room.heartbeat_ms());
+        http::add_header(r, "Cache-Control", "cache-control", "no-cache");
+        return http::send(r, 200, "application/javascript; charset=utf-8", js.as_bytes());
+    }
+    let now = http::now();
+    let token = room.token(cookies::cookies(r, &room.cookie), now.wall_s);
+    match &name[..] {
+        b"position" => position(r, room, token, now),
+        b"heartbeat" => heartbeat(r, room, token, now),
+        _ => match room.leave(token, now.mono_ms) {
+            Ok(true) => {
+                cookies::clear_cookie(r, &room.cookie);
+                http::no_content(r)
+            }
+            Ok(false) => NGX_HTTP_FORBIDDEN as ngx_int_t,
+            Err(e) => super::unusable(r, room, e),
+        },
+    }
+}
+
+fn heartbeat(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now: Now) -> ngx_int_t {
+    if token.is_some_and(|t| room.touch_live(&t, now.mono_ms)) {
+        return http::no_content(r);
+    }
+    match room.decide(token, now.mono_ms, false) {
+        Ok(Decision { outcome: Some(Outcome::Admitted { session, .. }), epoch, .. }) => {
+            if let Some(v) = room.session_cookie(session, epoch, now.wall_s) {
+                cookies::set_cookie(r, &room.cookie, &v);
+            }
+            http::no_content(r)
+        }
+        Ok(Decision { outcome: Some(_), .. }) => http::no_content(r),
+        Ok(Decision { outcome: None, .. }) => NGX_HTTP_FORBIDDEN as ngx_int_t,
+        Err(e) => super::unusable(r, room, e),
+    }
+}
+
+fn position(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now: Now) -> ngx_int_t {
+    let claim = room.timing().claim_window_ms;
+    let Decision { outcome, epoch, queue_length } = match room.decide(token, now.mono_ms, false) {
+        Ok(d) => d,
+        Err(e) => return super::unusable(r, room, e),
+    };
+    let admitted = json!({
+        "state": "admitted",
+        "position": null,
+        "queue_length": queue_length,
+        "eta_seconds": 0,
+        "refresh_seconds": pages::refresh_seconds(1, None, claim),
+    });
+    match outcome {
+        Some(Outcome::Queued { position, queue_length, eta, .. }) => http::send_json(
+            r,
+            200,
+            &json!({
+                "state": "queued",
+                "position": position,
+                "queue_length": queue_length,
+                "eta_seconds": eta,
+                "refresh_seconds": pages::refresh_seconds(position, eta, claim),
+            }),
+        ),
+        Some(Outcome::Admitted { session, .. }) => {
+            let Some(v) = room.session_cookie(session, epoch, now.wall_s) else {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            };
+            cookies::set_cookie(r, &room.cookie, &v);
+            http::send_json(r, 200, &admitted)
+        }
+        Some(Outcome::Passed) => http::send_json(r, 200, &admitted),
+        Some(Outcome::Full { .. }) | None => http::send_json(
+            r,
+            403,
+            &json!({
+                "state": "none",
+                "position": null,
+                "queue_length": queue_length,
+                "eta_seconds": null,
+                "refresh_seconds": pages::refresh_seconds(1, None, claim),
+            }),
+        ),
+    }
+}

@@ -1,0 +1,54 @@
+//! The operators' status, served by a `waiting_room_status` location: the room's figures as
+//! JSON, in the order the README lists them.
+
+use nginx_sys::{ngx_http_request_t, ngx_int_t, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_NOT_FOUND};
+use ngx::http::HttpModuleLocationConf;
+use serde_json::json;
+
+use crate::conf::Endpoint;
+use crate::http;
+use crate::wiring::Module;
+
+pub extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
+    super::guarded(r, status)
+}
+
+fn status(r: &mut ngx_http_request_t) -> ngx_int_t {
+    let Some(lcf) = Module::location_conf(&*r) else { return NGX_HTTP_NOT_FOUND as ngx_int_t };
+    let Some(room) = lcf.endpoint_room(Endpoint::Status) else {
+        return NGX_HTTP_NOT_FOUND as ngx_int_t;
+    };
+    if r.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
+        return http::not_allowed(r, "GET, HEAD");
+    }
+    if let Err(rc) = http::discard_small_body(r, 0) {
+        return rc;
+    }
+    let snap = match room.snapshot() {
+        Ok(s) => s,
+        Err(e) => return super::unusable(r, room, e),
+    };
+    let round = |v: Option<f64>| v.map(|x| (x * 10.0).round() / 10.0);
+    let body = json!({
+        "room": room.name,
+        "active_sessions": snap.active_sessions,
+        "max_sessions": snap.max_sessions,
+        "queue_length": snap.queue_length,
+        "avg_wait_seconds": round(snap.avg_wait_seconds),
+        "admitted_per_minute": round(snap.admitted_per_minute),
+        "called_per_minute": round(snap.called_per_minute),
+        "called_unclaimed": snap.called,
+        "queue_capacity": snap.queue_capacity,
+        "session_capacity": snap.session_capacity,
+        "admitted_total": snap.admitted_total,
+        "admitted_from_queue": snap.admitted_from_queue,
+        "joined_total": snap.joined_total,
+        "sessions_left": snap.sessions_left,
+        "sessions_expired": snap.sessions_expired,
+        "tickets_abandoned": snap.tickets_abandoned,
+        "tickets_missed": snap.tickets_missed,
+        "tickets_left": snap.tickets_left,
+        "rejected_full": snap.rejected_full,
+    });
+    http::send_json(r, 200, &body)
+}
