@@ -1,9 +1,10 @@
 #!/usr/bin/perl
 
-# Tests for reloads ("nginx -s reload", HUP): with the same zone size and
-# max_active, sessions and the queue are kept, the random cookie key too,
-# and the new workers carry on (leave, call, sweep); a changed max_active
-# starts the room afresh, with a warning.
+# Tests for reloads ("nginx -s reload", HUP): with the same zone size and a
+# max_active the zone's session table holds, sessions and the queue are
+# kept, the random cookie key too, and the new workers carry on (leave, call,
+# sweep); a max_active beyond the table's capacity starts the room afresh,
+# with a warning.
 
 ###############################################################################
 
@@ -23,7 +24,7 @@ use Test::Nginx::WaitingRoom qw/ get api code pos_of json reload_to /;
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http/)->plan(35);
+my $t = Test::Nginx->new()->has(qw/http/)->plan(36);
 
 my $conf = <<'EOF';
 
@@ -143,18 +144,20 @@ ok($d_in && $e_in, 'swept after reload: D and E let in');
 is(json(http_get('/status'))->{sessions_expired}, 2, 'expired counted');
 is(json(api('GET', 'position', $v{F}))->{position}, 1, 'F first');
 
-# a changed max_active: the room starts afresh, with a warning
+# a max_active beyond what the zone's session table holds (2 + 64 here): the
+# room starts afresh, with a warning (a smaller change keeps everyone: see
+# t/10-hardening.t)
 
-$t->write_file_expand('nginx.conf', conf($conf, 3, 'five'));
-ok(reload_to($t, 'five'), 'reloaded with max_active=3');
+$t->write_file_expand('nginx.conf', conf($conf, 70, 'five'));
+ok(reload_to($t, 'five'), 'reloaded with max_active=70');
 
 like($t->read_file('error.log'),
-	qr/\[warn\].*waiting room "r": max_active changed to 3/,
+	qr/\[warn\].*waiting room "r": max_active=70 is more than the zone's session table holds \(66\)/,
 	'max_active change warned');
 
 $st = json(http_get('/status'));
 is(join(' ', @$st{qw/ active_sessions max_sessions queue_length
-	admitted_total /}), '0 3 0 0', 'status afresh');
+	admitted_total /}), '0 70 0 0', 'status afresh');
 
 $r = api('GET', 'position', $v{F});
 is(code($r), 403, 'old ticket gone');
@@ -162,14 +165,16 @@ is(code($r), 403, 'old ticket gone');
 for my $n (qw/ D E G /) {
 	like(get('/page.html'), qr/^X-WR: ADMITTED/m, "$n let in afresh");
 }
-like(get('/page.html'), qr/^X-WR: QUEUED/m, 'fourth queued');
+like(get('/page.html'), qr/^X-WR: ADMITTED/m, 'fourth let in too');
 
-# a reload back to the same max_active keeps this new state
+# a reload with a max_active the new table holds keeps this new state, and
+# puts the new max_active in force: the fifth waits
 
-$t->write_file_expand('nginx.conf', conf($conf, 3, 'six'));
+$t->write_file_expand('nginx.conf', conf($conf, 4, 'six'));
 ok(reload_to($t, 'six'), 'reloaded once more');
+like(get('/page.html'), qr/^X-WR: QUEUED/m, 'fifth queued');
 is(join(' ', @{json(http_get('/status'))}{qw/ active_sessions
-	queue_length /}), '3 1', 'state kept');
+	max_sessions queue_length /}), '4 4 1', 'state kept');
 
 # a changed zone size: nginx makes a new zone, the room starts afresh
 

@@ -126,7 +126,7 @@ is(positions(qw/ C D /), 'C:1 D:2', 'C and D waiting');
 
 # an hour forward: nobody has been idle, nobody's ticket has timed out
 
-step('+1h');
+step($t, '+1h');
 my $skew = skew();
 ok($skew > 3500 && $skew < 3700, 'clock stepped an hour forward')
 	or diag("Date is $skew s from the real time");
@@ -134,7 +134,7 @@ check('forward');
 
 # an hour back, two hours back from that
 
-step('-1h');
+step($t, '-1h');
 $skew = skew();
 ok($skew > -3700 && $skew < -3500, 'clock stepped an hour back')
 	or diag("Date is $skew s from the real time");
@@ -170,7 +170,7 @@ is(wr(get('/page.html', $v{B})), 'QUEUED', 'B is a newcomer');
 # the offset libfaketime adds to nginx's wall clock, from now on
 
 sub step {
-	my ($offset) = @_;
+	my ($t, $offset) = @_;
 	$t->write_file('faketime.new', "$offset\n");
 	rename $t->testdir() . '/faketime.new', $t->testdir() . '/faketime'
 		or die "Can't rename: $!";
