@@ -21,7 +21,7 @@ use Test::Nginx::WaitingRoom qw/ get code body cookie json log_errors /;
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http/)->plan(93);
+my $t = Test::Nginx->new()->has(qw/http/)->plan(96);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -189,6 +189,14 @@ like($r, qr!^Content-Type: application/javascript!mi, 'heartbeat.js: type');
 like(body($r), qr!'/queue-api/'!, 'heartbeat.js: api prefix');
 like(body($r), qr!7000!, 'heartbeat.js: interval');
 unlike(body($r), qr/\{\{/, 'heartbeat.js: filled');
+
+# the script calls the location's own prefix, whatever the request's URI: a
+# line break in it must not break the script, nor a quote end its string
+
+$r = http_get("/queue-api/a%0Ab'c/heartbeat.js");
+is(code($r), 200, 'heartbeat.js under a longer URI');
+like(body($r), qr!var api = '/queue-api/',!, 'heartbeat.js: the location\'s prefix');
+unlike(body($r), qr!a\x0ab|b'c!, 'heartbeat.js: nothing of the URI');
 like(body(http_get('/_wr/heartbeat.js')), qr!'/_wr/'!,
 	'heartbeat.js: other prefix');
 $r = api('HEAD', 'heartbeat.js');
