@@ -79,9 +79,9 @@ mod wiring {
         type LocationConf = LocConf;
     }
 
-    /// Merges a location's configuration, then gives the locations of `waiting_room_api` and
-    /// `waiting_room_status` their content handler: the wiring joins the configuration to the
-    /// handlers, so that neither needs the other.
+    /// Merges a location's configuration and checks it, then gives the locations of
+    /// `waiting_room_api` and `waiting_room_status` their content handler: the wiring joins
+    /// the configuration to the handlers, so that neither needs the other.
     unsafe extern "C" fn merge_loc_conf(
         cf: *mut ngx_conf_t,
         prev: *mut c_void,
@@ -94,6 +94,10 @@ mod wiring {
         }
         // SAFETY: `conf` is the location configuration just merged.
         let lcf = unsafe { &mut *(conf as *mut LocConf) };
+        let rv = conf::check_location(cf, lcf);
+        if rv != NGX_CONF_OK {
+            return rv;
+        }
         let endpoint = lcf.endpoint;
         if let Some((endpoint, clcf)) = endpoint.zip(lcf.core_conf()) {
             clcf.handler = Some(match endpoint {

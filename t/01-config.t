@@ -149,7 +149,8 @@ my @cases = (
 		. "location /q/ { waiting_room_api r; } "
 		. "location = /st { waiting_room_status r; } }", ''],
 	['good: room used before defined',
-		'server { listen 127.0.0.1:8080; location / { waiting_room late; } } '
+		'server { listen 127.0.0.1:8080; location / { waiting_room late; } '
+		. 'location /_wr/ { waiting_room_api late; } } '
 		. 'waiting_room_zone zone=late:1m;', ''],
 	['good: max_active that needs a large zone',
 		'waiting_room_zone zone=r:2m max_active=20000;', ''],

@@ -64,17 +64,25 @@ http {
 
         location /other/ {
             alias %%TESTDIR%%/;
-            waiting_room other;
+            waiting_room other api=/_wr_other/;
+        }
+
+        location /_wr_other/ {
+            waiting_room_api other;
         }
 
         location /tiny/ {
             alias %%TESTDIR%%/;
-            waiting_room tiny;
+            waiting_room tiny api=/_wr_tiny/;
+        }
+
+        location /_wr_tiny/ {
+            waiting_room_api tiny;
         }
 
         location /span/ {
             alias %%TESTDIR%%/;
-            waiting_room span;
+            waiting_room span api=/_wr_span/;
         }
 
         location /_wr_span/ {
@@ -87,7 +95,7 @@ http {
 
         location /race/ {
             alias %%TESTDIR%%/;
-            waiting_room race;
+            waiting_room race api=/_wr_race/;
         }
 
         location /_wr_race/ {

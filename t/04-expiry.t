@@ -44,10 +44,11 @@ http {
 
     waiting_room_zone zone=idle:1m max_active=1 idle=2s heartbeat=1s;
     waiting_room_zone zone=hb:1m max_active=1 idle=2s heartbeat=1s;
-    waiting_room_zone zone=life:1m max_active=1 session=2s idle=10s
-                      heartbeat=1s;
+    waiting_room_zone zone=life:1m max_active=1 session=2s idle=1s
+                      heartbeat=500ms;
     waiting_room_zone zone=claim:1m max_active=1 claim_window=2s;
-    waiting_room_zone zone=qt:1m max_active=1 queue_timeout=2s;
+    waiting_room_zone zone=qt:1m max_active=1 queue_timeout=2s
+                      claim_window=2s;
 
     server {
         listen       127.0.0.1:8080;
@@ -55,11 +56,11 @@ http {
 
         add_header X-WR $waiting_room_status always;
 
-        location /idle/ { waiting_room idle; }
-        location /hb/ { waiting_room hb; }
-        location /life/ { waiting_room life; }
-        location /claim/ { waiting_room claim; }
-        location /qt/ { waiting_room qt; }
+        location /idle/ { waiting_room idle api=/_wr/idle/; }
+        location /hb/ { waiting_room hb api=/_wr/hb/; }
+        location /life/ { waiting_room life api=/_wr/life/; }
+        location /claim/ { waiting_room claim api=/_wr/claim/; }
+        location /qt/ { waiting_room qt api=/_wr/qt/; }
 
         location /_wr/idle/ { waiting_room_api idle; }
         location /_wr/hb/ { waiting_room_api hb; }

@@ -50,25 +50,25 @@ http {
 
         location /a/ {
             alias %%TESTDIR%%/;
-            waiting_room a;
+            waiting_room a api=/_wr_a/;
         }
 
         location /b/ {
             alias %%TESTDIR%%/;
-            waiting_room b;
+            waiting_room b api=/_wr_b/;
         }
 
         # a fallback into another room's location
 
         location /a2/ {
             alias %%TESTDIR%%/;
-            waiting_room a;
+            waiting_room a api=/_wr_a/;
             try_files $uri /c/page.html;
         }
 
         location /c/ {
             alias %%TESTDIR%%/;
-            waiting_room c;
+            waiting_room c api=/_wr_c/;
         }
 
         location /_wr_a/ {
@@ -77,6 +77,10 @@ http {
 
         location /_wr_b/ {
             waiting_room_api b;
+        }
+
+        location /_wr_c/ {
+            waiting_room_api c;
         }
 
         location = /status/a {
@@ -107,11 +111,15 @@ http {
 
         location /b/ {
             alias %%TESTDIR%%/;
-            waiting_room b;
+            waiting_room b api=/_wr_b/;
         }
 
         location /_wr/ {
             waiting_room_api a;
+        }
+
+        location /_wr_b/ {
+            waiting_room_api b;
         }
 
         location = /status {

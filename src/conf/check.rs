@@ -4,53 +4,61 @@
 
 use core::ffi::c_void;
 
-use nginx_sys::{ngx_http_core_loc_conf_t, ngx_http_core_srv_conf_t, ngx_str_t};
+use nginx_sys::{ngx_conf_t, ngx_http_core_loc_conf_t, ngx_str_t};
+use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule};
 
-use super::{text, MainConf, Place, Use};
+use super::{main_conf, text, LocConf, MainConf, Place};
 use crate::service::Room;
 
-/// The first `waiting_room` whose queue page cannot reach its room's API, with what is wrong.
-/// `servers` are the http block's server blocks, for a `waiting_room` at http level.
-pub fn apis(mcf: &MainConf, servers: &[*const c_void]) -> Result<(), (Place, String)> {
-    for u in &mcf.uses {
-        let in_servers: Vec<*const c_void> = match u.server {
-            Some(s) => vec![s],
-            None => servers.to_vec(),
-        };
-        for server in in_servers {
-            check_use(mcf, u, server).map_err(|e| (u.place.clone(), e))?;
-        }
+/// Checks a location's merged configuration: if a room guards it, a `waiting_room_api`
+/// location of that room in the same server must serve the prefix its queue page polls. Only
+/// locations are checked (not the server's own level, which serves only what no location
+/// takes), each with what it inherited, so a `waiting_room` at http or server level is checked
+/// where it applies. Errors name the `waiting_room` that set the room.
+pub fn location(cf: *mut ngx_conf_t, lcf: &LocConf) -> Result<(), (Place, String)> {
+    let (Some(room), None, Some(place)) = (lcf.room(), lcf.endpoint, lcf.room_place.as_ref())
+    else {
+        return Ok(());
+    };
+    // SAFETY: called while merging this location, when `cf`'s context holds its core
+    // configurations and those of its server.
+    let (clcf, cscf) =
+        unsafe { (NgxHttpCoreModule::location_conf(&*cf), NgxHttpCoreModule::server_conf(&*cf)) };
+    let (Some(clcf), Some(cscf), Some(mcf)) = (clcf, cscf, main_conf(cf)) else { return Ok(()) };
+    if clcf.name.len == 0 {
+        return Ok(());
     }
-    Ok(())
+    let server = cscf as *const _ as *const c_void;
+    check_use(mcf, room, lcf.api(), server).map_err(|e| (place.clone(), e))
 }
 
-fn check_use(mcf: &MainConf, u: &Use, server: *const c_void) -> Result<(), String> {
-    let probe = format!("{}position", u.api);
-    let mut other: Option<*mut Room> = None;
+fn check_use(mcf: &MainConf, room: &Room, api: &str, server: *const c_void) -> Result<(), String> {
+    let probe = format!("{api}position");
+    let mut other: Option<&Room> = None;
     for a in mcf.apis.iter().filter(|a| a.server == server) {
-        // SAFETY: the location's core configuration, alive as long as the configuration.
-        let Some(clcf) = (unsafe { a.core.as_ref() }) else { continue };
+        // SAFETY: the location's core configuration and the room live as long as the
+        // configuration.
+        let (Some(clcf), Some(served)) = (unsafe { a.core.as_ref() }, unsafe { a.room.as_ref() })
+        else {
+            continue;
+        };
         if !serves(clcf, &probe) {
             continue;
         }
-        if a.room == u.room {
+        if core::ptr::eq(served, room) {
             return Ok(());
         }
-        other.get_or_insert(a.room);
+        other.get_or_insert(served);
     }
-    // SAFETY: rooms are allocated from the configuration pool and live as long as it.
-    let name = |r: *mut Room| unsafe { r.as_ref() }.map_or(String::new(), |r| r.name.clone());
-    let this = name(u.room);
+    let this = &room.name;
     Err(match other {
         Some(r) => format!(
-            "waiting room \"{this}\" polls \"{}\", which is the API of waiting room \"{}\"",
-            u.api,
-            name(r)
+            "waiting room \"{this}\" polls \"{api}\", which is the API of waiting room \"{}\"",
+            r.name
         ),
         None => format!(
-            "waiting room \"{this}\" polls \"{}\" but no location there has \
-             \"waiting_room_api {this}\"",
-            u.api
+            "waiting room \"{this}\" polls \"{api}\" but no location there has \
+             \"waiting_room_api {this}\""
         ),
     })
 }
@@ -76,20 +84,4 @@ fn serves(clcf: &ngx_http_core_loc_conf_t, uri: &str) -> bool {
     } else {
         uri.starts_with(&name)
     }
-}
-
-/// The http block's server blocks, as identities.
-pub fn servers(cf: *mut nginx_sys::ngx_conf_t) -> Vec<*const c_void> {
-    use ngx::http::{HttpModuleMainConf, NgxHttpCoreModule};
-    // SAFETY: called at the end of the http block, whose core main configuration is there.
-    let Some(cmcf) = NgxHttpCoreModule::main_conf(unsafe { &*cf }) else { return Vec::new() };
-    let a = &cmcf.servers;
-    if a.elts.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: the core module's array of server configurations, `nelts` long.
-    let list = unsafe {
-        core::slice::from_raw_parts(a.elts as *const *mut ngx_http_core_srv_conf_t, a.nelts)
-    };
-    list.iter().map(|&s| s as *const c_void).collect()
 }

@@ -11,13 +11,13 @@
 use core::ffi::{c_char, c_void};
 use core::fmt;
 
-use nginx_sys::{ngx_command_t, ngx_conf_t, NGX_HTTP_MAIN_CONF};
+use nginx_sys::{ngx_command_t, ngx_conf_t};
 use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule};
 
 use super::zone::file_error;
 use super::{
     args, find_room, handle, main_conf, read_conf_file, text, valid_room_name, ApiLocation,
-    Endpoint, FileError, LocConf, Place, Use, DEFAULT_API,
+    Endpoint, FileError, LocConf, Place,
 };
 
 /// Longest accepted `waiting_room_page` template.
@@ -64,16 +64,6 @@ fn loc_conf<'a>(conf: *mut c_void) -> &'a mut LocConf {
     unsafe { &mut *(conf as *mut LocConf) }
 }
 
-/// The server block being read, as an identity; `None` at http level.
-fn current_server(cf: *mut ngx_conf_t) -> Option<*const c_void> {
-    // SAFETY: `cf` is the configuration being parsed.
-    if unsafe { (*cf).cmd_type } as u32 == NGX_HTTP_MAIN_CONF {
-        return None;
-    }
-    // SAFETY: inside a server block, the core module's server configuration is there.
-    NgxHttpCoreModule::server_conf(unsafe { &*cf }).map(|c| c as *const _ as *const c_void)
-}
-
 /// An API prefix a queue page can put in a URL and a script: a path, with no quote, angle
 /// bracket, backslash, space or control character.
 fn valid_api(uri: &str) -> bool {
@@ -114,15 +104,8 @@ pub extern "C" fn set_waiting_room(
                 None => return Err(LocationError::InvalidParameter(p)),
             }
         }
-        let room = find_room(cf, &name).ok_or(LocationError::Internal)?;
-        lcf.room = room;
-        let mcf = main_conf(cf).ok_or(LocationError::Internal)?;
-        mcf.uses.push(Use {
-            room,
-            api: lcf.api.clone().unwrap_or_else(|| DEFAULT_API.to_owned()),
-            server: current_server(cf),
-            place: Place::of(cf),
-        });
+        lcf.room = find_room(cf, &name).ok_or(LocationError::Internal)?;
+        lcf.room_place = Some(Place::of(cf));
         Ok(())
     })
 }
@@ -186,7 +169,10 @@ fn set_endpoint(cf: *mut ngx_conf_t, conf: *mut c_void, endpoint: Endpoint) -> *
         lcf.endpoint_room = room;
         lcf.core = clcf;
         if endpoint == Endpoint::Api {
-            let server = current_server(cf).ok_or(LocationError::Internal)?;
+            // SAFETY: inside a server block, the core module's server configuration is there.
+            let server =
+                NgxHttpCoreModule::server_conf(unsafe { &*cf }).ok_or(LocationError::Internal)?;
+            let server = server as *const _ as *const c_void;
             let mcf = main_conf(cf).ok_or(LocationError::Internal)?;
             mcf.apis.push(ApiLocation { room, server, core: clcf });
         }

@@ -53,15 +53,6 @@ impl Place {
     }
 }
 
-/// One `waiting_room NAME` given in the configuration.
-struct Use {
-    room: *mut Room,
-    api: String,
-    /// The server block it is in (its core server configuration); `None` at http level.
-    server: Option<*const c_void>,
-    place: Place,
-}
-
 /// One `waiting_room_api NAME` location.
 struct ApiLocation {
     room: *mut Room,
@@ -76,7 +67,6 @@ pub struct MainConf {
     rooms: Vec<(*mut Room, Place)>,
     secret: Option<Vec<u8>>,
     secret_file: Option<String>,
-    uses: Vec<Use>,
     apis: Vec<ApiLocation>,
 }
 
@@ -100,6 +90,8 @@ pub struct LocConf {
     /// The room guarding this location; null with `off` or when unset.
     room: *mut Room,
     room_set: bool,
+    /// Where the `waiting_room` that set `room` is.
+    room_place: Option<Place>,
     api: Option<String>,
     pub queue_status: usize,
     pub page: Option<String>,
@@ -115,6 +107,7 @@ impl Default for LocConf {
         LocConf {
             room: ptr::null_mut(),
             room_set: false,
+            room_place: None,
             api: None,
             queue_status: 0,
             page: None,
@@ -170,6 +163,7 @@ impl Merge for LocConf {
         if !self.room_set {
             self.room = prev.room;
             self.room_set = prev.room_set;
+            self.room_place.clone_from(&prev.room_place);
             if self.api.is_none() {
                 self.api.clone_from(&prev.api);
             }
@@ -384,12 +378,18 @@ pub unsafe extern "C" fn init_main_conf(cf: *mut ngx_conf_t, conf: *mut c_void) 
             }
             room.set_secret(mcf.secret.clone());
         }
-        if let Err((place, e)) = check::apis(mcf, &check::servers(cf)) {
-            return fail_at(cf, &place, e);
-        }
         NGX_CONF_OK
     }) {
         Ok(rv) => rv,
+        Err(_) => fail(cf, "internal error in the waiting room module"),
+    }
+}
+
+/// Checks a location's merged configuration (see [`check::location`]).
+pub fn check_location(cf: *mut ngx_conf_t, lcf: &LocConf) -> *mut c_char {
+    match guard::catch(|| check::location(cf, lcf)) {
+        Ok(Ok(())) => NGX_CONF_OK,
+        Ok(Err((place, e))) => fail_at(cf, &place, e),
         Err(_) => fail(cf, "internal error in the waiting room module"),
     }
 }
