@@ -377,3 +377,44 @@ fn a_live_session_is_seen_without_the_lock() {
     let base = mem.as_mut_ptr() as *mut u8;
     assert!(!unsafe { touch_session_unlocked(base, &layout, first, now, &T) });
 }
+
+#[test]
+fn the_session_table_has_headroom_and_never_shrinks_in_place() {
+    let len = 1 << 20;
+    let l = Layout::for_max_active(len, 200).unwrap();
+    assert_eq!(l.session_cap, 400, "twice max_active");
+    assert_eq!(Layout::for_max_active(len, 2).unwrap().session_cap, 66, "at least 64 more");
+    // Never more than an eighth of the region, never less than max_active.
+    let small = Layout::for_max_active(32 * 1024, 1).unwrap();
+    assert!(small.session_cap >= 1 && small.session_cap as usize * BYTES_PER_SESSION <= 4096);
+    let big = Layout::for_max_active(len, 20_000).unwrap();
+    assert_eq!(big.session_cap, 20_000);
+    // Laid out again in place: the table may grow, never shrink, and starts where it did, so
+    // a process checking a session against the old layout still reads a session slot.
+    let grown = Layout::grown_from(&l, 1_000).unwrap();
+    assert!(grown.session_cap >= 1_000);
+    let kept = Layout::grown_from(&l, 10).unwrap();
+    assert_eq!(kept.session_cap, l.session_cap);
+    assert_eq!((grown.sessions_at, kept.sessions_at), (l.sessions_at, l.sessions_at));
+}
+
+#[test]
+fn a_changed_max_active_is_adopted_by_the_newer_configuration_only() {
+    let mut mem = region(64 * 1024);
+    let mut room = Room::create(bytes(&mut mem), 8, 2, b"k", 7).unwrap();
+    let now = 1_000_000;
+    let Entry::Admitted(_) = room.enter(now, &T) else { panic!() };
+    let Entry::Admitted(_) = room.enter(now, &T) else { panic!() };
+    let Entry::Queued { ticket, .. } = room.enter(now, &T) else { panic!() };
+    room.adopt_settings(3, 10);
+    assert_eq!(room.max_active(), 3);
+    // An older configuration's workers (still running during a reload) do not put theirs back.
+    room.adopt_settings(2, 9);
+    assert_eq!(room.max_active(), 3);
+    assert!(matches!(room.poll(ticket, now, &T), Poll::Admitted(..)), "the raise lets the next in");
+    room.adopt_settings(1, 11);
+    assert_eq!(room.snapshot().active_sessions, 3, "lowering ends no session");
+    room.adopt_settings(100, 12);
+    assert_eq!(room.max_active(), 8, "at most the session table's capacity");
+    room.check_invariants();
+}
