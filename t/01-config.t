@@ -14,7 +14,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx;
-use Test::Nginx::WaitingRoom qw/ get /;
+use Test::Nginx::WaitingRoom qw/ get conf_test /;
 
 ###############################################################################
 
@@ -287,39 +287,6 @@ unlike(get('/_wr/position', $v2), qr/"state":"queued"/,
 	'after restart: old ticket cookie is not Z\'s ticket');
 
 ###############################################################################
-
-sub conf_test {
-	my ($t, $http) = @_;
-	my $d = $t->testdir();
-
-	$t->write_file_expand('test.conf', <<"EOF");
-
-%%TEST_GLOBALS%%
-
-daemon off;
-worker_processes 2;
-
-events {
-}
-
-http {
-    %%TEST_GLOBALS_HTTP%%
-
-    $http
-}
-
-EOF
-
-	my $before = -s "$d/error.log" || 0;
-	my $out = `$Test::Nginx::NGINX -t -p $d/ -c test.conf -e error.log 2>&1`;
-	my $ok = $? == 0;
-	$out .= substr($t->read_file('error.log'), $before);
-
-	# "nginx -t" leaves the pid file it tried: it would fool run()
-
-	unlink "$d/nginx.pid";
-	return ($ok, $out);
-}
 
 # the cookie of room "r", undef if none
 

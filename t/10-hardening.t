@@ -14,13 +14,14 @@ use warnings;
 use strict;
 
 use Test::More;
-use POSIX qw/ mkfifo WNOHANG /;
+use POSIX qw/ mkfifo /;
 use Time::HiRes qw/ time /;
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx;
-use Test::Nginx::WaitingRoom qw/ get api code wr json status reload_to /;
+use Test::Nginx::WaitingRoom qw/ get api code wr json status reload_to
+	conf_test /;
 
 ###############################################################################
 
@@ -328,82 +329,6 @@ sub conf {
 	(my $c = $conf) =~ s/MAX/$max/;
 	$c =~ s/GEN/$gen/;
 	return $c;
-}
-
-# "nginx -t" of a configuration with $http in its http block, as in
-# t/01-config.t, but killed if it takes more than 10 s or 512 MB (reading
-# /dev/zero to its end would take them all): ($ok, $output, why it was
-# killed or undef)
-
-sub conf_test {
-	my ($t, $http) = @_;
-	my $d = $t->testdir();
-
-	$t->write_file_expand('test.conf', <<"EOF");
-
-%%TEST_GLOBALS%%
-
-daemon off;
-worker_processes 2;
-
-events {
-}
-
-http {
-    %%TEST_GLOBALS_HTTP%%
-
-$http
-}
-
-EOF
-
-	my $before = -s "$d/error.log" || 0;
-
-	my $pid = fork();
-	die "Unable to fork(): $!\n" unless defined $pid;
-	if ($pid == 0) {
-		open STDOUT, '>', "$d/test.out" or POSIX::_exit(127);
-		open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
-		{ exec($Test::Nginx::NGINX, '-t', '-p', "$d/", '-c', 'test.conf',
-			'-e', 'error.log'); }
-		POSIX::_exit(127);
-	}
-
-	my ($status, $hung);
-	my $t0 = time();
-	while (time() - $t0 < 10) {
-		if (waitpid($pid, WNOHANG) == $pid) {
-			$status = $?;
-			last;
-		}
-		if (rss($pid) > 512 * 1024 * 1024) {
-			$hung = 'killed: took over 512 MB';
-			last;
-		}
-		select undef, undef, undef, 0.05;
-	}
-	if (!defined $status) {
-		$hung //= 'killed: still running after 10 s';
-		kill 'KILL', $pid;
-		waitpid($pid, 0);
-	}
-
-	my $out = $t->read_file('test.out');
-	$out .= substr($t->read_file('error.log'), $before);
-
-	# "nginx -t" leaves the pid file it tried: it would fool run()
-
-	unlink "$d/nginx.pid";
-	return (defined $status && $status == 0, $out, $hung);
-}
-
-# resident memory of a process in bytes, 0 if unknown
-
-sub rss {
-	my ($pid) = @_;
-	open my $fh, '<', "/proc/$pid/statm" or return 0;
-	my (undef, $pages) = split ' ', scalar <$fh>;
-	return ($pages || 0) * 4096;
 }
 
 # an [emerg] line with the message $msg, and if $line is given, nginx's

@@ -16,7 +16,9 @@ use strict;
 
 use base qw/ Exporter /;
 our @EXPORT_OK = qw/ req get post api code body wr pos_of cookie json status
-	reload_to log_errors /;
+	reload_to log_errors conf_test /;
+
+use POSIX qw/ WNOHANG /;
 
 use Test::Nginx qw/ http http_get /;
 
@@ -133,6 +135,84 @@ sub log_errors {
 	my ($t) = @_;
 	return join "\n", $t->read_file('error.log')
 		=~ /^.*\[(?:emerg|alert|crit|error)\].*$/mg;
+}
+
+###############################################################################
+
+# "nginx -t" of test.conf, a configuration with $http in its http block,
+# killed if it takes more than 10 s or 512 MB (a secret read from a FIFO or
+# /dev/zero would take them all): ($ok, its output and error.log lines, why
+# it was killed or undef)
+
+sub conf_test {
+	my ($t, $http) = @_;
+	my $d = $t->testdir();
+
+	$t->write_file_expand('test.conf', <<"EOF");
+
+%%TEST_GLOBALS%%
+
+daemon off;
+worker_processes 2;
+
+events {
+}
+
+http {
+    %%TEST_GLOBALS_HTTP%%
+
+$http
+}
+
+EOF
+
+	my $before = -s "$d/error.log" || 0;
+
+	my $pid = fork();
+	die "Unable to fork(): $!\n" unless defined $pid;
+	if ($pid == 0) {
+		open STDOUT, '>', "$d/test.out" or POSIX::_exit(127);
+		open STDERR, '>&', \*STDOUT or POSIX::_exit(127);
+		{ exec($Test::Nginx::NGINX, '-t', '-p', "$d/", '-c', 'test.conf',
+			'-e', 'error.log'); }
+		POSIX::_exit(127);
+	}
+
+	my ($status, $hung);
+	my $t0 = time();
+	while (time() - $t0 < 10) {
+		if (waitpid($pid, WNOHANG) == $pid) {
+			$status = $?;
+			last;
+		}
+		if (rss($pid) > 512 * 1024 * 1024) {
+			$hung = 'killed: took over 512 MB';
+			last;
+		}
+		select undef, undef, undef, 0.05;
+	}
+	if (!defined $status) {
+		$hung //= 'killed: still running after 10 s';
+		kill 'KILL', $pid;
+		waitpid($pid, 0);
+	}
+
+	my $out = $t->read_file('test.out');
+	$out .= substr($t->read_file('error.log'), $before);
+
+	# "nginx -t" leaves the pid file it tried: it would fool run()
+
+	unlink "$d/nginx.pid";
+	return (defined $status && $status == 0, $out, $hung);
+}
+
+# resident memory of a process in bytes, 0 if unknown
+
+sub rss {
+	my ($pid) = @_;
+	open my $fh, '<', "/proc/$pid/statm" or return 0;
+	my (undef, $pages) = split ' ', scalar <$fh>;
+	return ($pages || 0) * 4096;
 }
 
 ###############################################################################
