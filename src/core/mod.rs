@@ -1,13 +1,14 @@
 //! The waiting room's logic, with no nginx in it: how a room's state is laid out as plain data
 //! (`layout`), its state machine (`room`), the Fenwick tree behind positions (`fenwick`), the
-//! counters and pace behind the estimate (`stats`), the signed cookie (`token`) and small
-//! helpers for the nginx side's edges (`guard`). Everything here is tested by `cargo test`
-//! without starting nginx.
+//! counters and pace behind the estimate (`stats`), the signed cookie (`token`), reading a
+//! `Cookie` header (`cookie`) and small helpers for the nginx side's edges (`guard`).
+//! Everything here is tested by `cargo test` without starting nginx.
 //!
 //! Time comes in as arguments: monotonic milliseconds (nginx's `ngx_current_msec`, the same in
 //! every process of a host and never stepped) for every duration, and wall-clock seconds only
 //! for the dates in tokens.
 
+pub mod cookie;
 pub mod fenwick;
 pub mod guard;
 pub mod layout;

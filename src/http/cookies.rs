@@ -9,26 +9,29 @@ pub fn cookies<'a>(
     r: &'a ngx_http_request_t,
     name: &'a str,
 ) -> impl Iterator<Item = &'a [u8]> + 'a {
-    // SAFETY: the request's header list is valid for the request's lifetime.
-    let headers = unsafe { ngx::http::list_iterator(&r.headers_in.headers) };
-    headers
-        .filter(|(k, _)| k.as_bytes().eq_ignore_ascii_case(b"cookie"))
-        .flat_map(|(_, v)| v.as_bytes().split(|&b| b == b';'))
-        .filter_map(move |pair| {
-            let pair = trim(pair);
-            let eq = pair.iter().position(|&b| b == b'=')?;
-            (trim(&pair[..eq]) == name.as_bytes()).then(|| trim(&pair[eq + 1..]))
-        })
+    cookie_headers(r).flat_map(move |v| crate::core::cookie::values(v, name.as_bytes()))
 }
 
-fn trim(mut s: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = s {
-        s = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = s {
-        s = rest;
-    }
-    s
+/// The values of the request's `Cookie` headers: on nginx 1.23 and later, from the list nginx
+/// links them in as it reads them.
+#[cfg(nginx_header_next)]
+fn cookie_headers(r: &ngx_http_request_t) -> impl Iterator<Item = &[u8]> {
+    let mut h = r.headers_in.cookie;
+    core::iter::from_fn(move || {
+        // SAFETY: nginx links the request's `Cookie` header elements through `next`; they
+        // live in the request's pool as long as the request.
+        let e = unsafe { h.as_ref() }?;
+        h = e.next;
+        Some(e.value.as_bytes())
+    })
+}
+
+/// The values of the request's `Cookie` headers: before nginx 1.23, from all its headers.
+#[cfg(not(nginx_header_next))]
+fn cookie_headers(r: &ngx_http_request_t) -> impl Iterator<Item = &[u8]> {
+    // SAFETY: the request's header list is valid for the request's lifetime.
+    let headers = unsafe { ngx::http::list_iterator(&r.headers_in.headers) };
+    headers.filter(|(k, _)| k.as_bytes().eq_ignore_ascii_case(b"cookie")).map(|(_, v)| v.as_bytes())
 }
 
 /// Sets the room's cookie: for the browser session only, sent back on every path, not to
