@@ -17,11 +17,10 @@
 //! free stack, the tickets, the tree) is read and written only by the holder of the lock,
 //! through the `&mut` references of a [`super::room::Room`].
 //!
-//! A process may check a session against a layout it saw earlier, under the lock. That is
-//! sound only if those bytes are still session slots: so the session table always starts right
-//! after the header, and a region laid out again in place never has a smaller session table
-//! than it had ([`Layout::grown_from`]). A stale check then reads a slot whose `id` (unique
-//! across layouts) does not match, and goes to the locked path.
+//! A process checks a session against the layout it saw earlier, under the lock. That is sound
+//! because a region is laid out once, when its zone is new, and never again while processes
+//! use it (a reload that would need another layout is refused): the slots a layout names stay
+//! session slots for the life of the zone.
 
 use core::mem::{align_of, size_of};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -214,18 +213,6 @@ impl Layout {
         let eighth = (region_len / 8 / BYTES_PER_SESSION).min(u32::MAX as usize) as u32;
         let cap = max_active.saturating_add(headroom).min(eighth).max(max_active);
         Layout::new(region_len, cap).or_else(|| Layout::new(region_len, max_active))
-    }
-
-    /// The layout for `max_active` in a region that already holds `old`, laid out again in
-    /// place: the session table never shrinks, so that a process still checking sessions
-    /// against `old` without the lock reads only session slots (see the module's docs).
-    pub fn grown_from(old: &Layout, max_active: u32) -> Option<Layout> {
-        let l = Layout::for_max_active(old.region_len, max_active)?;
-        if l.session_cap >= old.session_cap {
-            Some(l)
-        } else {
-            Layout::new(old.region_len, old.session_cap)
-        }
     }
 
     /// The smallest region that holds `session_cap` sessions and [`MIN_TICKETS`] tickets.

@@ -182,9 +182,9 @@ impl<'a> Room<'a> {
     /// a process may still be checking a session in them without the lock.
     ///
     /// # Safety
-    /// As for [`Room::attach_shared`], with `l.region_len` bytes; and if the region held a
-    /// room before, `l`'s session table is at least as large as that room's (see
-    /// [`Layout::grown_from`]).
+    /// As for [`Room::attach_shared`], with `l.region_len` bytes; and no process may still
+    /// check sessions without the lock against an earlier layout of the region (a region is
+    /// laid out once, when its zone is new).
     pub unsafe fn create_shared(
         base: NonNull<u8>,
         l: &Layout,
@@ -671,10 +671,8 @@ impl<'a> Room<'a> {
 ///
 /// # Safety
 /// `base` is the start of a region of `layout.region_len` bytes, 8-byte aligned, mapped while
-/// the call runs, that was laid out with `layout` or, since, laid out again in place with a
-/// session table at least as large (so the slots `layout` names are still session slots; a
-/// stale one holds an id, unique across layouts, that does not match). Its session slots are
-/// only ever accessed as atomics.
+/// the call runs, that was laid out with `layout` and not laid out again since. Its session
+/// slots are only ever accessed as atomics.
 pub unsafe fn touch_session_unlocked(
     base: *mut u8,
     layout: &Layout,

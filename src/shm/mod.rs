@@ -17,7 +17,7 @@ use std::io::Read;
 
 use nginx_sys::{
     ngx_conf_t, ngx_log_t, ngx_shared_memory_add, ngx_shm_zone_init_pt, ngx_shm_zone_t,
-    ngx_slab_alloc, ngx_slab_pool_t, ngx_str_t, NGX_LOG_EMERG, NGX_LOG_WARN,
+    ngx_slab_alloc, ngx_slab_pool_t, ngx_str_t, NGX_LOG_EMERG,
 };
 use ngx::core::slab::{LockedSlabPool, SlabPool};
 use ngx::ngx_log_error;
@@ -98,9 +98,9 @@ impl Zone {
     ///
     /// A reused zone keeps its room, sessions and line: the new `max_active` is put in force by
     /// the new workers ([`Room::adopt_settings`]), never here, so a reload that fails later
-    /// changes nothing. Only a `max_active` beyond the session table's capacity lays it out
-    /// anew (with a warning). A room laid out by another version of the module is refused: the
-    /// reload fails and the running one goes on.
+    /// changes nothing. What cannot be carried over (a `max_active` beyond the session
+    /// table's capacity, a room laid out by another version of the module) is refused: the
+    /// reload fails and the running room goes on as it was.
     ///
     /// # Safety
     /// `shm_zone` is this zone's record, as nginx passes it to the init callback: mapped, and
@@ -133,46 +133,28 @@ impl Zone {
         self.shm_zone = shm_zone;
 
         let mut locked = Locked { _lock: pool.lock(), region, len, _zone: PhantomData };
-        let mut old_layout = None;
         if reused {
-            match locked.room() {
+            // Nothing of the running room is changed here: this runs before the reload can
+            // still fail, while the running configuration's workers use the room.
+            let why = match locked.room() {
                 Ok(room) if max_active <= room.session_capacity() => {
                     return Ok(Ready { key: room.key().to_vec(), fresh: false });
                 }
-                Ok(room) => {
-                    ngx_log_error!(
-                        NGX_LOG_WARN,
-                        log,
-                        "waiting room \"{name}\": max_active={max_active} is more than the \
-                         zone's session table holds ({}), the zone is laid out anew and its \
-                         queue and sessions start empty",
-                        room.session_capacity()
-                    );
-                    old_layout = Some(room.layout());
-                }
-                Err(AttachError::OtherVersion) => {
-                    ngx_log_error!(
-                        NGX_LOG_EMERG,
-                        log,
-                        "waiting room zone \"{name}\" was laid out by another version of the \
-                         module; restart nginx, or give the zone another name"
-                    );
-                    return Err(InitFailed);
-                }
-                Err(e) => {
-                    ngx_log_error!(
-                        NGX_LOG_WARN,
-                        log,
-                        "waiting room \"{name}\": {e}, its queue and sessions start empty"
-                    );
-                }
-            }
+                Ok(room) => format!(
+                    "max_active={max_active} is more than the zone's session table holds ({})",
+                    room.session_capacity()
+                ),
+                Err(e) => e.to_string(),
+            };
+            ngx_log_error!(
+                NGX_LOG_EMERG,
+                log,
+                "waiting room zone \"{name}\": {why}; the running room is kept as it is: to \
+                 start it anew, restart nginx or give the zone another size or name"
+            );
+            return Err(InitFailed);
         }
-        let layout = match old_layout {
-            Some(old) => Layout::grown_from(&old, max_active),
-            None => Layout::for_max_active(len, max_active),
-        };
-        let Some(layout) = layout else {
+        let Some(layout) = Layout::for_max_active(len, max_active) else {
             ngx_log_error!(
                 NGX_LOG_EMERG,
                 log,
@@ -184,8 +166,8 @@ impl Zone {
             ngx_log_error!(NGX_LOG_EMERG, log, "waiting room \"{name}\": cannot read /dev/urandom");
             return Err(InitFailed);
         };
-        // SAFETY: we hold the lock; the region is `len` bytes from `region`; a layout grown
-        // from the old one keeps every session slot a process may still check without the lock.
+        // SAFETY: we hold the lock; the region is `len` bytes from `region`, new: nobody has
+        // seen a layout of it yet.
         let room = unsafe { Room::create_shared(region, &layout, max_active, &key, epoch) };
         room.map_err(|_| InitFailed)?;
         drop(locked);
@@ -207,9 +189,9 @@ impl Zone {
         if layout.region_len != self.len {
             return false;
         }
-        // SAFETY: the region is mapped for the life of the cycle, `len` bytes, 8-aligned; it is
-        // only ever laid out again in place with a session table at least as large
-        // (`Layout::grown_from`), and everyone accesses its session slots atomically.
+        // SAFETY: the region is mapped for the life of the cycle, `len` bytes, 8-aligned, and
+        // laid out once (a reused zone is never laid out again), as `layout` says; everyone
+        // accesses its session slots atomically.
         unsafe { touch_session_unlocked(region.as_ptr(), layout, r, now, t) }
     }
 }
