@@ -1,7 +1,8 @@
 //! ngx waiting room: a virtual waiting room for nginx.
 //!
 //! Dependencies run one way, from the top of this list to the bottom; no module uses one
-//! above it (the module's static, `ngx_http_waiting_room_module`, aside):
+//! above it (the module's static, `ngx_http_waiting_room_module`, aside: everyone may name
+//! it, as nginx's own modules do):
 //!
 //! * this file: the module's wiring only: `ngx_module_t`, its context, its hooks;
 //! * [`handlers`]: what nginx calls for a request: the access gate, the API, the status;
@@ -47,36 +48,17 @@ mod wiring {
         NGX_HTTP_MODULE, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER,
     };
     use ngx::core::{Status, NGX_CONF_OK};
-    use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf};
+    use ngx::http::HttpModule;
 
-    use crate::conf::{self, Endpoint, LocConf, MainConf};
+    use crate::conf::{self, Endpoint, LocConf, Module};
     use crate::handlers;
 
-    pub struct Module;
-
-    impl HttpModule for Module {
-        fn module() -> &'static ngx_module_t {
-            // SAFETY: the module is a static that nginx only writes to while loading it, before
-            // any of our code runs.
-            unsafe { &*ptr::addr_of!(ngx_http_waiting_room_module) }
-        }
-
-        unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-            crate::http::variables::register(cf)
-        }
-
-        unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-            handlers::access::register(cf)
-        }
+    unsafe extern "C" fn preconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        crate::http::variables::register(cf)
     }
 
-    // SAFETY: `MainConf` and `LocConf` are the types our create_*_conf functions allocate.
-    unsafe impl HttpModuleMainConf for Module {
-        type MainConf = MainConf;
-    }
-    // SAFETY: as above.
-    unsafe impl HttpModuleLocationConf for Module {
-        type LocationConf = LocConf;
+    unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
+        handlers::access::register(cf)
     }
 
     /// Merges a location's configuration and checks it, then gives the locations of
@@ -109,8 +91,8 @@ mod wiring {
     }
 
     static CTX: ngx_http_module_t = ngx_http_module_t {
-        preconfiguration: Some(Module::preconfiguration),
-        postconfiguration: Some(Module::postconfiguration),
+        preconfiguration: Some(preconfiguration),
+        postconfiguration: Some(postconfiguration),
         create_main_conf: Some(Module::create_main_conf),
         init_main_conf: Some(conf::init_main_conf),
         create_srv_conf: None,

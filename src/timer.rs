@@ -10,7 +10,7 @@ use core::ffi::c_void;
 
 use nginx_sys::{
     ngx_add_timer, ngx_cycle_t, ngx_event_t, ngx_exiting, ngx_pcalloc, ngx_quit, ngx_terminate,
-    NGX_LOG_ALERT, NGX_LOG_NOTICE,
+    NGX_LOG_ALERT, NGX_LOG_INFO,
 };
 use ngx::ngx_log_error;
 
@@ -60,7 +60,7 @@ pub fn start(cycle: *mut ngx_cycle_t) {
             let jitter = (nginx_sys::ngx_pid as u64 * 97) % INTERVAL_MS;
             ngx_add_timer(&mut s.event, (INTERVAL_MS + jitter) as _);
             ngx_log_error!(
-                NGX_LOG_NOTICE,
+                NGX_LOG_INFO,
                 (*cycle).log,
                 "waiting room \"{}\": sweep timer started",
                 room.name

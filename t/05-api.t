@@ -21,7 +21,7 @@ use Test::Nginx::WaitingRoom qw/ get code body cookie json log_errors /;
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http/)->plan(96);
+my $t = Test::Nginx->new()->has(qw/http/)->plan(98);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -59,6 +59,14 @@ http {
         }
 
         location /_wr/ {
+            waiting_room_api s;
+        }
+
+        location /api-noslash {
+            waiting_room_api s;
+        }
+
+        location ~ ^/api-re/ {
             waiting_room_api s;
         }
 
@@ -197,6 +205,14 @@ $r = http_get("/queue-api/a%0Ab'c/heartbeat.js");
 is(code($r), 200, 'heartbeat.js under a longer URI');
 like(body($r), qr!var api = '/queue-api/',!, 'heartbeat.js: the location\'s prefix');
 unlike(body($r), qr!a\x0ab|b'c!, 'heartbeat.js: nothing of the URI');
+
+# a location whose name does not end with "/", and a regex location: the
+# script calls the prefix of the request's URI, where the endpoints are
+
+like(http_get('/api-noslash/heartbeat.js'), qr!var api = '/api-noslash/',!,
+	'heartbeat.js: a location name without a slash');
+like(http_get('/api-re/heartbeat.js'), qr!var api = '/api-re/',!,
+	'heartbeat.js: a regex location');
 like(body(http_get('/_wr/heartbeat.js')), qr!'/_wr/'!,
 	'heartbeat.js: other prefix');
 $r = api('HEAD', 'heartbeat.js');

@@ -7,7 +7,7 @@ use core::ffi::c_void;
 use nginx_sys::{ngx_conf_t, ngx_http_core_loc_conf_t, ngx_str_t};
 use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule};
 
-use super::{main_conf, text, LocConf, MainConf, Place};
+use super::common::{main_conf, text, LocConf, MainConf, Place};
 use crate::service::Room;
 
 /// Checks a location's merged configuration: if a room guards it, a `waiting_room_api`

@@ -14,10 +14,9 @@ use core::fmt;
 use nginx_sys::{ngx_command_t, ngx_conf_t};
 use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule};
 
-use super::zone::file_error;
-use super::{
+use super::common::{
     args, find_room, handle, main_conf, read_conf_file, text, valid_room_name, ApiLocation,
-    Endpoint, FileError, LocConf, Place,
+    Endpoint, FileProblem, LocConf, Place,
 };
 
 /// Longest accepted `waiting_room_page` template.
@@ -31,7 +30,7 @@ pub enum LocationError {
     InvalidParameter(String),
     InvalidApi(String),
     InvalidStatus(String),
-    PageFile(String, FileError),
+    PageFile(FileProblem),
     PageNotText(String),
     /// Out of memory, or outside an http block.
     Internal,
@@ -49,7 +48,7 @@ impl fmt::Display for LocationError {
             LocationError::InvalidStatus(v) => {
                 write!(f, "invalid value \"{v}\", it must be 200, 202, 429 or 503")
             }
-            LocationError::PageFile(path, e) => file_error(f, "waiting_room_page", path, e),
+            LocationError::PageFile(p) => write!(f, "{p}"),
             LocationError::PageNotText(path) => {
                 write!(f, "waiting_room_page \"{path}\" is not UTF-8 text")
             }
@@ -139,8 +138,8 @@ pub extern "C" fn set_page(
         if lcf.page.is_some() {
             return Err(LocationError::Duplicate("waiting_room_page"));
         }
-        let (path, bytes) = read_conf_file(cf, &args(cf)[1], PAGE_MAX)
-            .map_err(|(path, e)| LocationError::PageFile(path, e))?;
+        let (path, bytes) = read_conf_file(cf, "waiting_room_page", &args(cf)[1], PAGE_MAX)
+            .map_err(LocationError::PageFile)?;
         let page = String::from_utf8(bytes).map_err(|_| LocationError::PageNotText(path))?;
         lcf.page = Some(page);
         Ok(())

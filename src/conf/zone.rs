@@ -12,7 +12,9 @@ use core::fmt;
 use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_parse_time, ngx_str_t};
 use ngx::core::NGX_CONF_ERROR;
 
-use super::{args, find_room, handle, main_conf, read_conf_file, text, valid_room_name, FileError};
+use super::common::{
+    args, find_room, handle, main_conf, read_conf_file, text, valid_room_name, FileProblem,
+};
 use crate::core::layout::{Layout, Timing};
 use crate::service::Settings;
 
@@ -45,7 +47,7 @@ pub enum ZoneError {
         relation: &'static str,
         that: String,
     },
-    SecretFile(String, FileError),
+    SecretFile(FileProblem),
     SecretShort {
         path: String,
         len: usize,
@@ -73,7 +75,7 @@ impl fmt::Display for ZoneError {
             ZoneError::Order { this, relation, that } => {
                 write!(f, "\"{this}\" must {relation} \"{that}\"")
             }
-            ZoneError::SecretFile(path, e) => file_error(f, "waiting_room_secret", path, e),
+            ZoneError::SecretFile(p) => write!(f, "{p}"),
             ZoneError::SecretShort { path, len } => write!(
                 f,
                 "waiting_room_secret \"{path}\" is too short: {len} bytes, at least \
@@ -84,31 +86,6 @@ impl fmt::Display for ZoneError {
             }
             ZoneError::Refused => f.write_str("cannot add the zone"),
         }
-    }
-}
-
-/// The words of a file error, for `waiting_room_secret` and `waiting_room_page`.
-pub fn file_error(
-    f: &mut fmt::Formatter<'_>,
-    directive: &str,
-    path: &str,
-    e: &FileError,
-) -> fmt::Result {
-    match e {
-        FileError::Resolve => write!(f, "{directive}: cannot resolve \"{path}\""),
-        FileError::Read(e) => write!(f, "{directive}: cannot read \"{path}\": {e}"),
-        FileError::NotRegular => write!(f, "{directive} \"{path}\" is not a regular file"),
-        FileError::TooLong(n) => {
-            write!(f, "{directive} \"{path}\" is too long: {n} bytes, at most {}", limit(directive))
-        }
-    }
-}
-
-fn limit(directive: &str) -> u64 {
-    if directive == "waiting_room_secret" {
-        SECRET_MAX
-    } else {
-        super::location::PAGE_MAX
     }
 }
 
@@ -258,8 +235,8 @@ pub extern "C" fn set_secret(
         if mcf.secret_file.is_some() {
             return Err(ZoneError::DuplicateSecret);
         }
-        let (path, mut key) = read_conf_file(cf, &args(cf)[1], SECRET_MAX)
-            .map_err(|(path, e)| ZoneError::SecretFile(path, e))?;
+        let (path, mut key) = read_conf_file(cf, "waiting_room_secret", &args(cf)[1], SECRET_MAX)
+            .map_err(ZoneError::SecretFile)?;
         // A key written by `openssl rand -hex 32 > file` ends with a newline that is no part
         // of it.
         while key.last().is_some_and(|&b| b == b'\n' || b == b'\r') {

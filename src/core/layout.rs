@@ -15,7 +15,7 @@
 //! through shared references, by everyone: the locked code, the lock-free check, and the code
 //! that lays a region out (which stores zeros into them). Everything else (the header, the
 //! free stack, the tickets, the tree) is read and written only by the holder of the lock,
-//! through the `&mut` references of a [`super::room::Room`].
+//! through the `&mut` references of a `Room` (in `room.rs`).
 //!
 //! A process checks a session against the layout it saw earlier, under the lock. That is sound
 //! because a region is laid out once, when its zone is new, and never again while processes

@@ -311,8 +311,8 @@ impl<'a> Room<'a> {
         if self.hdr.free_top == 0 {
             return None;
         }
+        let slot = *self.free.get(self.hdr.free_top as usize - 1)?;
         self.hdr.free_top -= 1;
-        let slot = self.free[self.hdr.free_top as usize];
         let id = self.hdr.next_session_id;
         self.hdr.next_session_id = id.wrapping_add(1).max(1);
         let s = self.sessions.get(slot as usize)?;
@@ -329,8 +329,9 @@ impl<'a> Room<'a> {
         if s.id.load(Relaxed) == 0 {
             return;
         }
+        let Some(top) = self.free.get_mut(self.hdr.free_top as usize) else { return };
+        *top = slot;
         s.clear();
-        self.free[self.hdr.free_top as usize] = slot;
         self.hdr.free_top += 1;
         self.hdr.active -= 1;
     }
@@ -537,13 +538,14 @@ impl<'a> Room<'a> {
 
     /// Whether a sweep is due: false when any worker swept less than `interval_ms` ago.
     pub fn sweep_due(&self, now: u64, interval_ms: u64) -> bool {
-        now.saturating_sub(self.hdr.last_sweep) >= interval_ms || now < self.hdr.last_sweep
+        now.saturating_sub(self.hdr.last_sweep) >= interval_ms
     }
 
     /// Ends expired sessions, drops timed-out and unclaimed tickets, calls the next tickets
     /// and samples the rates. Looks at no more than `budget` sessions and `budget` tickets.
     pub fn sweep(&mut self, now: u64, t: &Timing, budget: u32) -> Swept {
-        self.hdr.last_sweep = now;
+        // Each worker's cached clock lags a little: never move the mark back.
+        self.hdr.last_sweep = self.hdr.last_sweep.max(now);
         let mut swept = Swept::default();
         let cap = self.hdr.session_cap;
         for _ in 0..budget.min(cap) {

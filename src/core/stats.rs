@@ -69,14 +69,15 @@ impl Counters {
     /// Closes the statistics window when it is long enough, and folds it into the rates.
     /// `waiting` says whether anyone is waiting now.
     pub fn sample(&mut self, now: u64, waiting: bool) {
-        if self.window_open == 0 || now < self.window_start {
+        if self.window_open == 0 {
             // The first window also counts what happened before the first sweep.
             self.window_open = 1;
             self.window_start = now;
             self.window_had_waiting = u32::from(waiting);
             return;
         }
-        let dt = now - self.window_start;
+        // Each worker's cached clock lags a little: one a moment behind sees a short window.
+        let dt = now.saturating_sub(self.window_start);
         if dt < WINDOW_MS {
             return;
         }

@@ -15,12 +15,13 @@ use nginx_sys::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
 
+use super::edge;
+use crate::conf::Module;
 use crate::http::cookies;
 use crate::http::verdict::{self, Verdict};
 use crate::http::{self, Now};
 use crate::pages::{self, QueueView};
 use crate::service::{Decision, Outcome, Room};
-use crate::wiring::Module;
 
 /// How often a full line is logged again, per worker and room.
 const FULL_LOG_MS: u64 = 10_000;
@@ -43,7 +44,7 @@ pub fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
 }
 
 extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    super::guarded(r, access)
+    edge::guarded(r, access)
 }
 
 fn passed(r: &ngx_http_request_t, room: usize) -> ngx_int_t {
@@ -73,7 +74,7 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
     let (outcome, epoch) = match room.decide(token, now.mono_ms, true) {
         Ok(Decision { outcome: Some(o), epoch, .. }) => (o, epoch),
         Ok(Decision { outcome: None, .. }) => return declined,
-        Err(e) => return super::unusable(r, room, e),
+        Err(e) => return edge::unusable(r, room, e),
     };
     match outcome {
         Outcome::Passed => passed(r, room_id),

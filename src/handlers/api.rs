@@ -8,18 +8,19 @@ use nginx_sys::{
 use ngx::http::HttpModuleLocationConf;
 use serde_json::json;
 
+use super::edge;
 use crate::conf::Endpoint;
+use crate::conf::Module;
 use crate::core::token::Token;
 use crate::http::{self, cookies, Now};
 use crate::pages;
 use crate::service::{Decision, Outcome, Room};
-use crate::wiring::Module;
 
 /// The largest request body the API takes (beacons send none or a few bytes).
 const BODY_MAX: i64 = 4096;
 
 pub extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    super::guarded(r, api)
+    edge::guarded(r, api)
 }
 
 fn api(r: &mut ngx_http_request_t) -> ngx_int_t {
@@ -61,7 +62,7 @@ fn api(r: &mut ngx_http_request_t) -> ngx_int_t {
                 http::no_content(r)
             }
             Ok(false) => NGX_HTTP_FORBIDDEN as ngx_int_t,
-            Err(e) => super::unusable(r, room, e),
+            Err(e) => edge::unusable(r, room, e),
         },
     }
 }
@@ -79,7 +80,7 @@ fn heartbeat(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now:
         }
         Ok(Decision { outcome: Some(_), .. }) => http::no_content(r),
         Ok(Decision { outcome: None, .. }) => NGX_HTTP_FORBIDDEN as ngx_int_t,
-        Err(e) => super::unusable(r, room, e),
+        Err(e) => edge::unusable(r, room, e),
     }
 }
 
@@ -87,7 +88,7 @@ fn position(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now: 
     let claim = room.timing().claim_window_ms;
     let Decision { outcome, epoch, queue_length } = match room.decide(token, now.mono_ms, false) {
         Ok(d) => d,
-        Err(e) => return super::unusable(r, room, e),
+        Err(e) => return edge::unusable(r, room, e),
     };
     let admitted = json!({
         "state": "admitted",

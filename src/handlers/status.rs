@@ -5,12 +5,13 @@ use nginx_sys::{ngx_http_request_t, ngx_int_t, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_
 use ngx::http::HttpModuleLocationConf;
 use serde_json::json;
 
+use super::edge;
 use crate::conf::Endpoint;
+use crate::conf::Module;
 use crate::http;
-use crate::wiring::Module;
 
 pub extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    super::guarded(r, status)
+    edge::guarded(r, status)
 }
 
 fn status(r: &mut ngx_http_request_t) -> ngx_int_t {
@@ -26,7 +27,7 @@ fn status(r: &mut ngx_http_request_t) -> ngx_int_t {
     }
     let snap = match room.snapshot() {
         Ok(s) => s,
-        Err(e) => return super::unusable(r, room, e),
+        Err(e) => return edge::unusable(r, room, e),
     };
     let round = |v: Option<f64>| v.map(|x| (x * 10.0).round() / 10.0);
     let body = json!({
