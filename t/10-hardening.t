@@ -14,6 +14,7 @@ use warnings;
 use strict;
 
 use Test::More;
+use IO::Socket::INET;
 use POSIX qw/ mkfifo /;
 use Time::HiRes qw/ time /;
 
@@ -28,7 +29,7 @@ use Test::Nginx::WaitingRoom qw/ get api code wr json status reload_to
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http proxy cache/)->plan(67);
+my $t = Test::Nginx->new()->has(qw/http proxy cache/)->plan(70);
 my $d = $t->testdir();
 
 # the error log the checks below write to
@@ -289,6 +290,27 @@ for my $n (qw/ A B C D /) {
 is(join(' ', map { wr(get('/m/page.html', $v{$_})) } qw/ A B /),
 	'PASSED PASSED', 'm: A and B in');
 is(positions(qw/ C D /), 'C:1 D:2', 'm: C and D waiting');
+
+# a reload that fails after the zones were set up (its new listen socket is
+# taken) changes nothing: the running room keeps its max_active, C waits
+
+my $taken = IO::Socket::INET->new(Proto => 'tcp',
+	LocalAddr => '127.0.0.1:' . port(8081), ReuseAddr => 1,
+	Listen => 1) or die "Can't listen on 8081: $!";
+(my $bad = conf(3, 'bad')) =~ s/(listen\s+127\.0\.0\.1:8080[^;]*;)/$1\n        listen 127.0.0.1:8081;/;
+$t->write_file_expand('nginx.conf', $bad);
+$t->reload();
+my $failed = 0;
+for (1 .. 50) {
+	$failed = $t->read_file('error.log') =~ /\[emerg\].*bind\(\) to 127\.0\.0\.1:\d+ failed/;
+	last if $failed;
+	select undef, undef, undef, 0.1;
+}
+ok($failed, 'failed reload: bind failed');
+select undef, undef, undef, 0.5;
+is(positions(qw/ C D /), 'C:1 D:2', 'failed reload: C and D still wait');
+is(status('/status/m')->{max_sessions}, 2, 'failed reload: max_sessions as it was');
+close $taken;
 
 $t->write_file_expand('nginx.conf', conf(3, 'two'));
 ok(reload_to($t, 'two'), 'reloaded with max_active=3');
