@@ -29,7 +29,7 @@ use Test::Nginx::WaitingRoom qw/ get api code wr json status reload_to
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http proxy cache/)->plan(70);
+my $t = Test::Nginx->new()->has(qw/http proxy cache/)->plan(74);
 my $d = $t->testdir();
 
 # the error log the checks below write to
@@ -116,6 +116,25 @@ $line = line_of($t, 'waiting_room x;');
 ok(!$ok, 'unknown room: fails');
 like($out, emerg('unknown waiting room "x"', $line),
 	'unknown room: message and line') or diag("line $line: $out");
+
+# the location nginx would choose for each endpoint: an exact location for
+# one endpoint only leaves the others unserved; the longest prefix wins
+
+($ok, $out) = conf_test($t, "$Z\nserver {\nlisten 127.0.0.1:8080;\n"
+	. "location / {\nwaiting_room r;\n}\n"
+	. "location = /_wr/position {\nwaiting_room_api r;\n}\n}");
+ok(!$ok, 'API for one endpoint only: fails');
+like($out, emerg('waiting room "r" polls "/_wr/", but no "waiting_room_api r" '
+	. 'location serves "/_wr/heartbeat"'), 'API for one endpoint only: message');
+
+($ok, $out) = conf_test($t, "$Z\nwaiting_room_zone zone=b:1m;\n"
+	. "server {\nlisten 127.0.0.1:8080;\n"
+	. "location / {\nwaiting_room r api=/_wr/r/;\n}\n"
+	. "location /_wr/ {\nwaiting_room_api r;\n}\n"
+	. "location /_wr/r/ {\nwaiting_room_api b;\n}\n}");
+ok(!$ok, 'a longer prefix of another room: fails');
+like($out, emerg('waiting room "r" polls "/_wr/r/", which is the API of '
+	. 'waiting room "b"'), 'a longer prefix of another room: message');
 
 # good configurations still pass
 

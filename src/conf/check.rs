@@ -32,56 +32,96 @@ pub fn location(cf: *mut ngx_conf_t, lcf: &LocConf) -> Result<(), (Place, String
     check_use(mcf, room, lcf.api(), server).map_err(|e| (place.clone(), e))
 }
 
+/// The endpoints a queue page and `heartbeat.js` call under the API prefix.
+const ENDPOINTS: [&str; 4] = ["position", "heartbeat", "leave", "heartbeat.js"];
+
 fn check_use(mcf: &MainConf, room: &Room, api: &str, server: *const c_void) -> Result<(), String> {
-    let probe = format!("{api}position");
-    let mut other: Option<&Room> = None;
-    for a in mcf.apis.iter().filter(|a| a.server == server) {
-        // SAFETY: the location's core configuration and the room live as long as the
-        // configuration.
-        let (Some(clcf), Some(served)) = (unsafe { a.core.as_ref() }, unsafe { a.room.as_ref() })
-        else {
-            continue;
-        };
-        if !serves(clcf, &probe) {
-            continue;
-        }
-        if core::ptr::eq(served, room) {
-            return Ok(());
-        }
-        other.get_or_insert(served);
-    }
     let this = &room.name;
-    Err(match other {
-        Some(r) => format!(
-            "waiting room \"{this}\" polls \"{api}\", which is the API of waiting room \"{}\"",
-            r.name
-        ),
-        None => format!(
-            "waiting room \"{this}\" polls \"{api}\" but no location there has \
-             \"waiting_room_api {this}\""
-        ),
-    })
+    let apis: Vec<(&ngx_http_core_loc_conf_t, &Room)> = mcf
+        .apis
+        .iter()
+        .filter(|a| a.server == server)
+        // SAFETY: the locations' core configurations and the rooms live as long as the
+        // configuration.
+        .filter_map(|a| unsafe { Some((a.core.as_ref()?, a.room.as_ref()?)) })
+        .collect();
+    let mut served = 0;
+    for endpoint in ENDPOINTS {
+        let uri = format!("{api}{endpoint}");
+        match pick(&apis, &uri) {
+            Some(r) if core::ptr::eq(r, room) => served += 1,
+            Some(r) => {
+                return Err(format!(
+                    "waiting room \"{this}\" polls \"{api}\", which is the API of waiting room \
+                     \"{}\"",
+                    r.name
+                ))
+            }
+            None if served == 0 => {
+                return Err(format!(
+                    "waiting room \"{this}\" polls \"{api}\" but no location there has \
+                     \"waiting_room_api {this}\""
+                ))
+            }
+            None => {
+                return Err(format!(
+                    "waiting room \"{this}\" polls \"{api}\", but no \"waiting_room_api {this}\" \
+                     location serves \"{uri}\""
+                ))
+            }
+        }
+    }
+    Ok(())
 }
 
-/// Whether the location would take a request for `uri`, by its own pattern (whatever other
-/// locations of the server might take it first).
-fn serves(clcf: &ngx_http_core_loc_conf_t, uri: &str) -> bool {
-    if clcf.named() != 0 {
-        return false;
+/// The room of the API location nginx would choose for `uri` among `apis` (in the order of the
+/// configuration), the way nginx chooses: an exact match; else the longest matching prefix if
+/// it is `^~`; else the first matching regex; else that longest prefix. Other locations of
+/// the server are not looked at.
+fn pick<'a>(apis: &[(&ngx_http_core_loc_conf_t, &'a Room)], uri: &str) -> Option<&'a Room> {
+    let is_regex = |c: &ngx_http_core_loc_conf_t| regex_of(c).is_some();
+    if let Some((_, r)) =
+        apis.iter().find(|(c, _)| c.exact_match() != 0 && !is_regex(c) && text(&c.name) == uri)
+    {
+        return Some(r);
     }
+    let prefix = apis
+        .iter()
+        .filter(|(c, _)| c.exact_match() == 0 && c.named() == 0 && !is_regex(c))
+        .filter(|(c, _)| uri.starts_with(&text(&c.name)))
+        .max_by_key(|(c, _)| c.name.len);
+    if let Some((c, r)) = prefix {
+        if c.noregex() != 0 {
+            return Some(r);
+        }
+    }
+    if let Some((_, r)) = apis.iter().find(|(c, _)| serves_regex(c, uri)) {
+        return Some(r);
+    }
+    prefix.map(|(_, r)| *r)
+}
+
+/// The location's compiled regex, if it is a regex location.
+#[cfg(ngx_feature = "pcre")]
+fn regex_of(c: &ngx_http_core_loc_conf_t) -> Option<*mut nginx_sys::ngx_regex_t> {
+    // SAFETY: a regex location's compiled regex, alive as long as the configuration.
+    unsafe { c.regex.as_ref() }.map(|r| r.regex)
+}
+
+#[cfg(not(ngx_feature = "pcre"))]
+fn regex_of(_: &ngx_http_core_loc_conf_t) -> Option<*mut c_void> {
+    None
+}
+
+/// Whether a regex location matches `uri`.
+fn serves_regex(c: &ngx_http_core_loc_conf_t, uri: &str) -> bool {
     #[cfg(ngx_feature = "pcre")]
-    if !clcf.regex.is_null() {
+    if let Some(re) = regex_of(c) {
         let mut s = ngx_str_t { len: uri.len(), data: uri.as_ptr() as *mut u8 };
         // SAFETY: the location's compiled regex; `s` points at `uri`, which outlives the call
         // and which the regex engine only reads.
-        return unsafe {
-            nginx_sys::ngx_regex_exec((*clcf.regex).regex, &mut s, core::ptr::null_mut(), 0)
-        } >= 0;
+        return unsafe { nginx_sys::ngx_regex_exec(re, &mut s, core::ptr::null_mut(), 0) } >= 0;
     }
-    let name = text(&clcf.name);
-    if clcf.exact_match() != 0 {
-        name == uri
-    } else {
-        uri.starts_with(&name)
-    }
+    let _ = (c, uri);
+    false
 }
