@@ -234,6 +234,23 @@ impl Room {
         })
     }
 
+    /// The visitor holding `token` left a page (a reload, a click, a closed tab): their
+    /// session or ticket ends after the grace unless they are seen again meanwhile. `false`
+    /// when they held no live place.
+    pub fn away(&self, token: Option<Token>, now_ms: u64) -> Result<bool, Unusable> {
+        let t = self.timing();
+        self.with_tables(|rm| match current(token, rm.epoch()) {
+            Some(tok) if tok.kind == Kind::Session => {
+                let s = SessionRef { slot: tok.number.min(u64::from(u32::MAX)) as u32, id: tok.id };
+                rm.away_session(s, now_ms, &t)
+            }
+            Some(tok) => {
+                rm.away_ticket(TicketRef { number: tok.number, visitor: tok.visitor }, now_ms, &t)
+            }
+            None => false,
+        })
+    }
+
     pub fn snapshot(&self) -> Result<Snapshot, Unusable> {
         self.with_tables(|rm| rm.snapshot())
     }
@@ -283,6 +300,7 @@ const DEFAULT_TIMING: Timing = Timing {
     idle_ms: 90_000,
     queue_timeout_ms: 900_000,
     claim_window_ms: 30_000,
+    grace_ms: 5_000,
 };
 
 /// `token` if it was issued for the room's current layout.

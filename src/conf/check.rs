@@ -33,7 +33,7 @@ pub fn location(cf: *mut ngx_conf_t, lcf: &LocConf) -> Result<(), (Place, String
 }
 
 /// The endpoints a queue page and `heartbeat.js` call under the API prefix.
-const ENDPOINTS: [&str; 4] = ["position", "heartbeat", "leave", "heartbeat.js"];
+const ENDPOINTS: [&str; 5] = ["position", "heartbeat", "away", "leave", "heartbeat.js"];
 
 fn check_use(mcf: &MainConf, room: &Room, api: &str, server: *const c_void) -> Result<(), String> {
     let this = &room.name;

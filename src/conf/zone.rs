@@ -2,7 +2,8 @@
 //!
 //! ```nginx
 //! waiting_room_zone zone=NAME:SIZE [max_active=N] [session=TIME] [idle=TIME]
-//!                   [queue_timeout=TIME] [claim_window=TIME] [heartbeat=TIME];   # http
+//!                   [queue_timeout=TIME] [claim_window=TIME] [heartbeat=TIME]
+//!                   [grace=TIME];                                                # http
 //! waiting_room_secret FILE;                                                      # http
 //! ```
 
@@ -131,6 +132,7 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings), ZoneError> {
         idle_ms: 90_000,
         queue_timeout_ms: 900_000,
         claim_window_ms: 30_000,
+        grace_ms: 5_000,
     };
     let mut heartbeat_ms = 30_000;
     let mut heartbeat = Given::default("heartbeat", "30s");
@@ -138,6 +140,8 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings), ZoneError> {
     let mut session = Given::default("session", "300s");
     let mut queue_timeout = Given::default("queue_timeout", "900s");
     let mut claim_window = Given::default("claim_window", "30s");
+    let mut grace = Given::default("grace", "5s");
+    let mut grace_given = false;
     for a in words {
         let (key, value) = a.split_once('=').unwrap_or((a.as_str(), ""));
         match key {
@@ -163,7 +167,7 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings), ZoneError> {
                     })
                 }
             },
-            "session" | "idle" | "queue_timeout" | "claim_window" | "heartbeat" => {
+            "session" | "idle" | "queue_timeout" | "claim_window" | "heartbeat" | "grace" => {
                 let ms = parse_time(value).ok_or_else(|| ZoneError::InvalidValue {
                     key: key.to_owned(),
                     value: value.to_owned(),
@@ -174,6 +178,7 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings), ZoneError> {
                     "idle" => (timing.idle_ms, idle) = (ms, given),
                     "queue_timeout" => (timing.queue_timeout_ms, queue_timeout) = (ms, given),
                     "claim_window" => (timing.claim_window_ms, claim_window) = (ms, given),
+                    "grace" => (timing.grace_ms, grace, grace_given) = (ms, given, true),
                     _ => (heartbeat_ms, heartbeat) = (ms, given),
                 }
             }
@@ -196,6 +201,14 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings), ZoneError> {
     // already: the claim window would promise what the room does not keep.
     if timing.claim_window_ms > timing.queue_timeout_ms {
         return order(&claim_window, "not be longer than", &queue_timeout);
+    }
+    // A grace as long as `idle` would keep a closed page's slot as long as an idle one's; by
+    // default it is 5s, or half of a shorter `idle`.
+    if !grace_given {
+        timing.grace_ms = timing.grace_ms.min(timing.idle_ms / 2);
+    }
+    if timing.grace_ms >= timing.idle_ms {
+        return order(&grace, "be shorter than", &idle);
     }
     if Layout::new(usable_bytes(size), max_active).is_none() {
         let need_k = (Layout::min_region_len(max_active) + 16 * 4096) / 1024 + 1;

@@ -54,6 +54,9 @@ pub struct Timing {
     pub queue_timeout_ms: u64,
     /// A called ticket that does not claim its slot within this long loses it.
     pub claim_window_ms: u64,
+    /// A visitor whose page was left (a reload, a click, a closed tab) keeps their slot or
+    /// place this long, and keeps it for good if seen again meanwhile.
+    pub grace_ms: u64,
 }
 
 /// A session's slot: the only data in the region touched without the lock (see the module's

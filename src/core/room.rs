@@ -367,6 +367,18 @@ impl<'a> Room<'a> {
         true
     }
 
+    /// Session `r`'s page was left: it ends after `grace` unless seen again meanwhile (a
+    /// reload, a click to another page, another tab). `false` when it was not live.
+    pub fn away_session(&mut self, r: SessionRef, now: u64, t: &Timing) -> bool {
+        let Some(s) = self.live_session(r) else { return false };
+        // Last seen as if `idle` ends `grace` from now; never later than it was.
+        let seen = (now + t.grace_ms).saturating_sub(t.idle_ms).min(s.last_seen);
+        if let Some(slot) = self.sessions.get(r.slot as usize) {
+            slot.last_seen.store(seen, Relaxed);
+        }
+        true
+    }
+
     // ---- tickets ----
 
     fn ring(&self, number: u64) -> usize {
@@ -526,6 +538,17 @@ impl<'a> Room<'a> {
         self.drop_ticket(idx);
         self.hdr.stats.tickets_left += 1;
         self.promote(now, t);
+        true
+    }
+
+    /// The page of ticket `r` was left: a waiting ticket is lost after `grace` unless its
+    /// visitor comes back meanwhile. `false` when the ticket was not live.
+    pub fn away_ticket(&mut self, r: TicketRef, now: u64, t: &Timing) -> bool {
+        let Some(idx) = self.find_ticket(r) else { return false };
+        let slot = &mut self.tickets[idx];
+        if slot.state == WAITING {
+            slot.stamp = (now + t.grace_ms).saturating_sub(t.queue_timeout_ms).min(slot.stamp);
+        }
         true
     }
 

@@ -1,5 +1,5 @@
-//! The room's API, served by a `waiting_room_api` location: `position`, `heartbeat`, `leave`
-//! and `heartbeat.js`, by the last segment of the URI.
+//! The room's API, served by a `waiting_room_api` location: `position`, `heartbeat`, `away`,
+//! `leave` and `heartbeat.js`, by the last segment of the URI.
 
 use nginx_sys::{
     ngx_http_request_t, ngx_int_t, NGX_HTTP_FORBIDDEN, NGX_HTTP_GET, NGX_HTTP_HEAD,
@@ -37,8 +37,8 @@ fn api(r: &mut ngx_http_request_t) -> ngx_int_t {
     let post = r.method & NGX_HTTP_POST as usize != 0;
     match &name[..] {
         b"position" | b"heartbeat.js" if !read_only => return http::not_allowed(r, "GET, HEAD"),
-        b"heartbeat" | b"leave" if !post => return http::not_allowed(r, "POST"),
-        b"position" | b"heartbeat.js" | b"heartbeat" | b"leave" => {}
+        b"heartbeat" | b"leave" | b"away" if !post => return http::not_allowed(r, "POST"),
+        b"position" | b"heartbeat.js" | b"heartbeat" | b"leave" | b"away" => {}
         _ => return NGX_HTTP_NOT_FOUND as ngx_int_t,
     }
     if let Err(rc) = http::discard_small_body(r, BODY_MAX) {
@@ -56,6 +56,12 @@ fn api(r: &mut ngx_http_request_t) -> ngx_int_t {
     match &name[..] {
         b"position" => position(r, room, token, now),
         b"heartbeat" => heartbeat(r, room, token, now),
+        // A page was left: the place is kept for the grace, and the cookie with it.
+        b"away" => match room.away(token, now.mono_ms) {
+            Ok(true) => http::no_content(r),
+            Ok(false) => NGX_HTTP_FORBIDDEN as ngx_int_t,
+            Err(e) => edge::unusable(r, room, e),
+        },
         _ => match room.leave(token, now.mono_ms) {
             Ok(true) => {
                 cookies::clear_cookie(r, &room.cookie);

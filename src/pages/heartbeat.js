@@ -1,5 +1,10 @@
 (function () {
+  // Keeps an admitted visitor's slot while a page of the site is open: a heartbeat every
+  // {{HEARTBEAT_MS}} ms, and "away" when a page is left. Away is soft: the room keeps the slot
+  // for a short grace, so a reload, a click to another page or another open tab (told here
+  // through localStorage, and answering with a heartbeat) keeps the visitor inside.
   var api = '{{API_JS}}', ms = Math.max(+'{{HEARTBEAT_MS}}' || 30000, 1000), on = 1, t;
+  var key = 'wr-away:' + api;
   function post(p) {
     try {
       return fetch(api + p, { method: 'POST', credentials: 'same-origin', keepalive: true });
@@ -14,11 +19,13 @@
   setTimeout(beat, 1000);
   t = setInterval(beat, ms);
   addEventListener('pageshow', function (e) { if (e.persisted) beat(); });
+  // Another tab of the site was left: this one is still here.
+  addEventListener('storage', function (e) { if (e.key === key) beat(); });
   addEventListener('pagehide', function (e) {
     if (e.persisted !== false || !on) return;
-    stop();
     var n = navigator, ok = 0;
-    try { ok = n.sendBeacon && n.sendBeacon(api + 'leave'); } catch (e2) {}
-    if (!ok) { var r = post('leave'); if (r) r.catch(function () {}); }
+    try { ok = n.sendBeacon && n.sendBeacon(api + 'away'); } catch (e2) {}
+    if (!ok) { var r = post('away'); if (r) r.catch(function () {}); }
+    try { localStorage.setItem(key, String(Date.now() + Math.random())); } catch (e3) {}
   });
 })();

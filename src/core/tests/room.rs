@@ -10,6 +10,7 @@ const T: Timing = Timing {
     idle_ms: 20_000,
     queue_timeout_ms: 30_000,
     claim_window_ms: 10_000,
+    grace_ms: 5_000,
 };
 
 fn region(bytes: usize) -> Vec<u64> {
@@ -409,5 +410,34 @@ fn a_changed_max_active_is_adopted_by_the_newer_configuration_only() {
     assert_eq!(room.snapshot().active_sessions, 3, "lowering ends no session");
     room.adopt_settings(100, 12);
     assert_eq!(room.max_active(), 8, "at most the session table's capacity");
+    room.check_invariants();
+}
+
+#[test]
+fn a_page_left_keeps_the_place_for_the_grace_only() {
+    let mut mem = region(64 * 1024);
+    let mut room = Room::create(bytes(&mut mem), 4, 2, b"k", 7).unwrap();
+    let mut now = 1_000_000;
+    let Entry::Admitted(reloads) = room.enter(now, &T) else { panic!() };
+    let Entry::Admitted(closes) = room.enter(now, &T) else { panic!() };
+    let Entry::Queued { ticket: waits, .. } = room.enter(now, &T) else { panic!() };
+    let Entry::Queued { ticket: goes, .. } = room.enter(now, &T) else { panic!() };
+    assert!(room.away_session(reloads, now, &T) && room.away_session(closes, now, &T));
+    assert!(room.away_ticket(goes, now, &T));
+    assert!(!room.away_session(SessionRef { slot: 3, id: 1 }, now, &T), "no such session");
+    // The reloaded page comes back within the grace; the closed one does not.
+    now += T.grace_ms - 1;
+    assert!(room.touch_session(reloads, now, &T));
+    assert!(matches!(room.poll(waits, now, &T), Poll::Waiting { position: 1 }));
+    now += 2;
+    room.sweep(now, &T, 100);
+    assert!(room.touch_session(reloads, now, &T), "seen again: kept");
+    assert!(!room.touch_session(closes, now, &T), "gone after the grace");
+    assert_eq!(room.poll(goes, now, &T), Poll::Lost, "a ticket left is lost after the grace");
+    assert!(matches!(room.poll(waits, now, &T), Poll::Admitted(..)), "the freed slot goes on");
+    // Seen again, a session left earlier lasts `idle` as before (less the granularity of
+    // `last_seen`).
+    now += T.idle_ms - 2_000;
+    assert!(room.touch_session(reloads, now, &T));
     room.check_invariants();
 }
