@@ -29,7 +29,7 @@ use super::stats::Counters;
 
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ngxWRoom");
 /// Bump whenever the layout of any `#[repr(C)]` struct here changes.
-pub const LAYOUT_VERSION: u32 = 3;
+pub const LAYOUT_VERSION: u32 = 4;
 /// Longest random key kept in the region.
 pub const KEY_MAX: usize = 64;
 /// The smallest queue a region may hold.
@@ -117,7 +117,15 @@ impl Session {
 
 pub(super) const FREE: u32 = 0;
 pub(super) const WAITING: u32 = 1;
+/// Called the first time: holds a reserved slot for `claim_window`.
 pub(super) const CALLED: u32 = 2;
+/// Called once and not come in time: holds no slot, keeps its place at the front for one more
+/// `claim_window`, for a visitor who is late by a moment.
+pub(super) const LAPSED: u32 = 3;
+/// Lapsed, and its visitor came back: called again, before anyone waiting, as a slot frees.
+pub(super) const RETURNED: u32 = 4;
+/// Called the second time: holds a reserved slot for `claim_window`, with no more grace.
+pub(super) const RECALLED: u32 = 5;
 
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
@@ -141,8 +149,13 @@ pub(super) struct Header {
     pub ticket_cap: u64,
     pub max_active: u32,
     pub active: u32,
+    /// Tickets holding a reserved slot: `CALLED` and `RECALLED`.
     pub called: u32,
     pub free_top: u32,
+    /// `LAPSED` and `RETURNED` tickets: at the front of the line, holding no slot.
+    pub lapsed: u32,
+    /// `RETURNED` tickets.
+    pub returned: u32,
     /// No live ticket has a number below `head`.
     pub head: u64,
     /// The next ticket number to hand out.

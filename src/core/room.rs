@@ -21,7 +21,7 @@ use core::sync::atomic::Ordering::Relaxed;
 use super::fenwick;
 use super::layout::{
     read_layout, AttachError, Header, Layout, Session, SessionSlot, TicketSlot, Timing, CALLED,
-    FREE, KEY_MAX, LAYOUT_VERSION, MAGIC, WAITING,
+    FREE, KEY_MAX, LAPSED, LAYOUT_VERSION, MAGIC, RECALLED, RETURNED, WAITING,
 };
 use super::stats::Counters;
 
@@ -74,6 +74,8 @@ pub struct Snapshot {
     /// Live tickets: waiting, or called and not yet claimed.
     pub queue_length: u64,
     pub called: u32,
+    /// Called once, not come in time, keeping their place at the front once more.
+    pub lapsed: u32,
     pub queue_capacity: u64,
     pub admitted_total: u64,
     pub admitted_from_queue: u64,
@@ -234,6 +236,8 @@ impl<'a> Room<'a> {
             active: 0,
             called: 0,
             free_top: session_cap,
+            lapsed: 0,
+            returned: 0,
             head: 0,
             tail: 0,
             live: 0,
@@ -302,7 +306,13 @@ impl<'a> Room<'a> {
     }
 
     fn waiting(&self) -> u64 {
-        self.hdr.live - u64::from(self.hdr.called)
+        self.hdr.live - self.front()
+    }
+
+    /// Live tickets ahead of everyone waiting: called (holding a slot), lapsed and returned.
+    /// They are always the first live tickets in number order.
+    fn front(&self) -> u64 {
+        u64::from(self.hdr.called) + u64::from(self.hdr.lapsed)
     }
 
     // ---- sessions ----
@@ -423,8 +433,14 @@ impl<'a> Room<'a> {
         slot.state = FREE;
         fenwick::add(self.tree, idx, -1);
         self.hdr.live -= 1;
-        if was == CALLED {
-            self.hdr.called -= 1;
+        match was {
+            CALLED | RECALLED => self.hdr.called -= 1,
+            LAPSED => self.hdr.lapsed -= 1,
+            RETURNED => {
+                self.hdr.lapsed -= 1;
+                self.hdr.returned -= 1;
+            }
+            _ => {}
         }
     }
 
@@ -442,13 +458,29 @@ impl<'a> Room<'a> {
         };
     }
 
-    /// Calls waiting tickets, in order, while slots are free. A waiting ticket found to have
-    /// timed out is dropped instead; past a small budget that is left to the sweep.
+    /// Calls tickets while slots are free: a returned latecomer first, then the waiting, in
+    /// order. A waiting ticket found to have timed out is dropped instead; past a small budget
+    /// that is left to the sweep.
     fn promote(&mut self, now: u64, t: &Timing) {
         let mut budget = LAZY_BUDGET;
-        while self.free_slots() > 0 && self.waiting() > 0 && budget > 0 {
+        while self.free_slots() > 0 && budget > 0 {
             budget -= 1;
-            let Some(idx) = self.kth_live(u64::from(self.hdr.called) + 1) else { break };
+            if self.hdr.returned > 0 {
+                if let Some(idx) = self.first_returned() {
+                    let slot = &mut self.tickets[idx];
+                    slot.state = RECALLED;
+                    slot.stamp = now;
+                    self.hdr.returned -= 1;
+                    self.hdr.lapsed -= 1;
+                    self.hdr.called += 1;
+                    self.hdr.stats.called();
+                    continue;
+                }
+            }
+            if self.waiting() == 0 {
+                break;
+            }
+            let Some(idx) = self.kth_live(self.front() + 1) else { break };
             let slot = &mut self.tickets[idx];
             if now.saturating_sub(slot.stamp) > t.queue_timeout_ms {
                 self.drop_ticket(idx);
@@ -460,6 +492,26 @@ impl<'a> Room<'a> {
             self.hdr.called += 1;
             self.hdr.stats.called();
         }
+    }
+
+    /// The ring slot of the first `RETURNED` ticket, walking the front of the line (which
+    /// holds at most the called, the lapsed and the tickets dropped among them).
+    fn first_returned(&self) -> Option<usize> {
+        let mut n = self.hdr.head;
+        let mut left = self.front();
+        while left > 0 && n < self.hdr.tail {
+            let idx = self.ring(n);
+            let s = self.tickets.get(idx)?;
+            n += 1;
+            if s.state == FREE || s.number != n - 1 {
+                continue;
+            }
+            if s.state == RETURNED {
+                return Some(idx);
+            }
+            left -= 1;
+        }
+        None
     }
 
     /// A visitor with no valid session or ticket arrives.
@@ -499,37 +551,62 @@ impl<'a> Room<'a> {
     }
 
     /// A waiting visitor comes back (page load or poll): the ticket is seen now, and claims
-    /// its slot if it has been called.
+    /// its slot if it has been called. A visitor called for the first time who comes in late
+    /// keeps their place at the front, once: while the slot is still reserved they claim it,
+    /// and after (the ticket has lapsed) they come in at once if a slot is free, or are called
+    /// again before anyone waiting.
     pub fn poll(&mut self, r: TicketRef, now: u64, t: &Timing) -> Poll {
         let Some(idx) = self.find_ticket(r) else { return Poll::Lost };
         let s = self.tickets[idx];
-        if s.state == WAITING && now.saturating_sub(s.stamp) > t.queue_timeout_ms {
-            self.drop_ticket(idx);
-            self.hdr.stats.tickets_abandoned += 1;
-            self.promote(now, t);
-            return Poll::Lost;
-        }
-        if s.state == CALLED && now.saturating_sub(s.stamp) > t.claim_window_ms {
-            self.drop_ticket(idx);
-            self.hdr.stats.tickets_missed += 1;
-            self.promote(now, t);
-            return Poll::Lost;
-        }
-        if s.state == WAITING {
-            self.tickets[idx].stamp = now;
-            self.promote(now, t);
+        let late = now.saturating_sub(s.stamp) > t.claim_window_ms;
+        match s.state {
+            WAITING if now.saturating_sub(s.stamp) > t.queue_timeout_ms => {
+                self.drop_ticket(idx);
+                self.hdr.stats.tickets_abandoned += 1;
+                self.promote(now, t);
+                return Poll::Lost;
+            }
+            // Late on the second call, or back after the lapsed place was given up.
+            RECALLED | LAPSED if late => {
+                self.drop_ticket(idx);
+                self.hdr.stats.tickets_missed += 1;
+                self.promote(now, t);
+                return Poll::Lost;
+            }
+            WAITING | RETURNED => {
+                self.tickets[idx].stamp = now;
+                self.promote(now, t);
+            }
+            LAPSED if self.free_slots() > 0 => return self.admit_from_line(idx, s.joined, now),
+            LAPSED => {
+                let slot = &mut self.tickets[idx];
+                slot.state = RETURNED;
+                slot.stamp = now;
+                self.hdr.returned += 1;
+                self.promote(now, t);
+            }
+            _ => {}
         }
         // A called ticket's reserved slot becomes the session. (With no free slot at all,
         // possible only after a reload lowered the capacity, it stays called, first in line.)
-        if self.tickets[idx].state == CALLED && self.hdr.free_top > 0 {
-            self.drop_ticket(idx);
-            if let Some(session) = self.open_session(now) {
-                let waited = now.saturating_sub(s.joined);
-                self.hdr.stats.admitted_after(waited);
-                return Poll::Admitted(session, waited);
-            }
+        let state = self.tickets[idx].state;
+        if (state == CALLED || state == RECALLED) && self.hdr.free_top > 0 {
+            return self.admit_from_line(idx, s.joined, now);
         }
         Poll::Waiting { position: self.live_before(r.number) + 1 }
+    }
+
+    /// The ticket at `idx` becomes a session (its slot was reserved, or is free).
+    fn admit_from_line(&mut self, idx: usize, joined: u64, now: u64) -> Poll {
+        self.drop_ticket(idx);
+        match self.open_session(now) {
+            Some(session) => {
+                let waited = now.saturating_sub(joined);
+                self.hdr.stats.admitted_after(waited);
+                Poll::Admitted(session, waited)
+            }
+            None => Poll::Lost,
+        }
     }
 
     /// The visitor gives up their place; false when the ticket was not live.
@@ -581,16 +658,42 @@ impl<'a> Room<'a> {
                 swept.sessions += 1;
             }
         }
-        // Called tickets were called in number order, so the first is the oldest.
-        while self.hdr.called > 0 && swept.tickets < budget {
-            let Some(idx) = self.kth_live(1) else { break };
+        // The front of the line: a called ticket not claimed in time lapses (its slot goes to
+        // the next), once; a lapsed or recalled one late again, or a returned one not seen
+        // for `queue_timeout`, is dropped.
+        let mut n = self.hdr.head;
+        let mut looked = 0;
+        while looked < budget && n < self.hdr.tail && self.front() > 0 {
+            let idx = self.ring(n);
+            n += 1;
+            looked += 1;
             let s = self.tickets[idx];
-            if s.state != CALLED || now.saturating_sub(s.stamp) <= t.claim_window_ms {
-                break;
+            if s.state == FREE || s.number != n - 1 {
+                continue;
             }
-            self.drop_ticket(idx);
-            self.hdr.stats.tickets_missed += 1;
-            swept.tickets += 1;
+            let age = now.saturating_sub(s.stamp);
+            match s.state {
+                WAITING => break,
+                CALLED if age > t.claim_window_ms => {
+                    let slot = &mut self.tickets[idx];
+                    slot.state = LAPSED;
+                    slot.stamp = now;
+                    self.hdr.called -= 1;
+                    self.hdr.lapsed += 1;
+                    swept.tickets += 1;
+                }
+                RECALLED | LAPSED if age > t.claim_window_ms => {
+                    self.drop_ticket(idx);
+                    self.hdr.stats.tickets_missed += 1;
+                    swept.tickets += 1;
+                }
+                RETURNED if age > t.queue_timeout_ms => {
+                    self.drop_ticket(idx);
+                    self.hdr.stats.tickets_abandoned += 1;
+                    swept.tickets += 1;
+                }
+                _ => {}
+            }
         }
         // Waiting tickets: a cursor walks the queue a slice at a time.
         if self.hdr.ticket_sweep < self.hdr.head || self.hdr.ticket_sweep >= self.hdr.tail {
@@ -643,6 +746,7 @@ impl<'a> Room<'a> {
             session_capacity: h.session_cap,
             queue_length: h.live,
             called: h.called,
+            lapsed: h.lapsed,
             queue_capacity: h.ticket_cap,
             admitted_total: st.admitted_total,
             admitted_from_queue: st.admitted_from_queue,
@@ -670,11 +774,15 @@ impl<'a> Room<'a> {
         };
         assert_eq!(live.len() as u64, h.live);
         assert_eq!(fenwick::prefix(self.tree, self.tickets.len()), h.live);
-        let called = live.iter().filter(|s| s.state == CALLED).count() as u32;
-        assert_eq!(called, h.called);
+        let called = live.iter().filter(|s| s.state == CALLED || s.state == RECALLED).count();
+        assert_eq!(called as u32, h.called);
+        let lapsed = live.iter().filter(|s| s.state == LAPSED || s.state == RETURNED).count();
+        assert_eq!(lapsed as u32, h.lapsed);
+        let returned = live.iter().filter(|s| s.state == RETURNED).count();
+        assert_eq!(returned as u32, h.returned);
         assert!(
-            live.iter().take(called as usize).all(|s| s.state == CALLED),
-            "called tickets lead the queue"
+            live.iter().take(called + lapsed).all(|s| s.state != WAITING),
+            "the called and the lapsed lead the queue"
         );
         for s in &live {
             assert!(s.number >= h.head && s.number < h.tail);

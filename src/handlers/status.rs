@@ -39,6 +39,7 @@ fn status(r: &mut ngx_http_request_t) -> ngx_int_t {
         "admitted_per_minute": round(snap.admitted_per_minute),
         "called_per_minute": round(snap.called_per_minute),
         "called_unclaimed": snap.called,
+        "called_late": snap.lapsed,
         "queue_capacity": snap.queue_capacity,
         "session_capacity": snap.session_capacity,
         "admitted_total": snap.admitted_total,

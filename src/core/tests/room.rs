@@ -67,7 +67,7 @@ proptest! {
                     match room.enter(now, &T) {
                         Entry::Admitted(s) => {
                             let after = room.snapshot();
-                            prop_assert_eq!(after.queue_length, after.called as u64, "admitted past a waiting ticket");
+                            prop_assert_eq!(after.queue_length, u64::from(after.called + after.lapsed), "admitted past a waiting ticket");
                             prop_assert!(before.active_sessions < max_active);
                             sessions.push(s);
                         }
@@ -201,9 +201,52 @@ fn a_no_show_at_the_head_is_skipped_after_the_claim_window() {
     now += 1000;
     room.sweep(now, &T, 100);
     assert!(matches!(room.poll(patient, now, &T), Poll::Admitted(..)));
+    // `absent` lapsed: it keeps its place at the front for one more claim window, then it is
+    // dropped.
+    assert_eq!(room.snapshot().lapsed, 1);
+    now += T.claim_window_ms + 1;
+    room.sweep(now, &T, 100);
     assert_eq!(room.poll(absent, now, &T), Poll::Lost);
     assert_eq!(room.snapshot().tickets_missed, 1);
     room.check_invariants();
+}
+
+#[test]
+fn a_visitor_late_by_a_moment_keeps_the_place_once() {
+    let mut mem = region(64 * 1024);
+    let mut room = Room::create(bytes(&mut mem), 4, 1, b"k", 7).unwrap();
+    let mut now = 1_000_000;
+    let Entry::Admitted(first) = room.enter(now, &T) else { panic!() };
+    let mut line = Vec::new();
+    for _ in 0..5 {
+        let Entry::Queued { ticket, .. } = room.enter(now, &T) else { panic!() };
+        line.push(ticket);
+    }
+    let late = line[0];
+    assert!(room.leave_session(first, now, &T));
+    // Called, and back a moment after the window, before any sweep: the slot is still its own.
+    now += T.claim_window_ms + 1;
+    let Poll::Admitted(inside, _) = room.poll(late, now, &T) else { panic!("late claim") };
+    // The next one is called, the sweep lapses it; it comes back with no slot free: it is
+    // first in line, ahead of everyone waiting, and called again when a slot frees.
+    assert!(room.leave_session(inside, now, &T));
+    let again = line[1];
+    now += T.claim_window_ms + 1;
+    room.sweep(now, &T, 100);
+    let Some(Poll::Admitted(taken, _)) =
+        line[2..].iter().map(|t| room.poll(*t, now, &T)).find(|p| matches!(p, Poll::Admitted(..)))
+    else {
+        panic!("the lapsed ticket's slot went to the next")
+    };
+    assert_eq!(room.poll(again, now, &T), Poll::Waiting { position: 1 }, "first in line");
+    assert_eq!(room.position(line[3]), Some(2));
+    assert!(room.leave_session(taken, now, &T));
+    now += 1;
+    let Poll::Admitted(..) = room.poll(again, now, &T) else { panic!("called again first") };
+    // Called the second time and late again: no more grace.
+    room.check_invariants();
+    let next = line[3];
+    assert!(matches!(room.poll(next, now, &T), Poll::Waiting { position: 1 }));
 }
 
 #[test]
