@@ -19,8 +19,9 @@
   setTimeout(beat, 1000);
   t = setInterval(beat, ms);
   addEventListener('pageshow', function (e) { if (e.persisted) beat(); });
-  // Another tab of the site was left: this one is still here.
-  addEventListener('storage', function (e) { if (e.key === key) beat(); });
+  // Another tab of the site was left: this one is still here, and says so a moment later (a
+  // tab that is closing too, with its whole window, must not answer).
+  addEventListener('storage', function (e) { if (e.key === key) setTimeout(beat, 500); });
   addEventListener('pagehide', function (e) {
     if (e.persisted !== false || !on) return;
     var n = navigator, ok = 0;
