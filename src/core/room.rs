@@ -4,10 +4,12 @@
 //! * Sessions are admitted visitors. The session table has a fixed capacity; `max_active`
 //!   (at most that) is how many may be live at once and may change on reload.
 //! * Tickets are places in line, numbered in arrival order. Ticket `n` lives in ring slot
-//!   `n % T`. Live tickets are "waiting" or "called"; the called ones are always the first
-//!   live tickets in number order (they are called in order and only ever leave), so the
-//!   first waiting ticket is the `called + 1`-th live ticket, found in O(log T) through the
-//!   Fenwick tree, and a ticket's position is a prefix sum, also O(log T).
+//!   `n % T`. Live tickets are waiting, or at the front: called (holding a slot), lapsed
+//!   (called, late, keeping the place once more, holding no slot), returned (lapsed and back)
+//!   or recalled (called the second time). The front ones are always the first live tickets
+//!   in number order (they are called in order and only ever leave), so the first waiting
+//!   ticket is the `front + 1`-th live ticket, found in O(log T) through the Fenwick tree,
+//!   and a ticket's position is a prefix sum, also O(log T).
 //! * Each called ticket holds one of the `max_active` slots until it claims it (becoming a
 //!   session) or its claim window passes (then the next ticket is called).
 //!
@@ -494,24 +496,12 @@ impl<'a> Room<'a> {
         }
     }
 
-    /// The ring slot of the first `RETURNED` ticket, walking the front of the line (which
-    /// holds at most the called, the lapsed and the tickets dropped among them).
+    /// The ring slot of the first `RETURNED` ticket: among the front of the line (the called
+    /// and the lapsed), by rank, so that dropped tickets' empty slots cost nothing.
     fn first_returned(&self) -> Option<usize> {
-        let mut n = self.hdr.head;
-        let mut left = self.front();
-        while left > 0 && n < self.hdr.tail {
-            let idx = self.ring(n);
-            let s = self.tickets.get(idx)?;
-            n += 1;
-            if s.state == FREE || s.number != n - 1 {
-                continue;
-            }
-            if s.state == RETURNED {
-                return Some(idx);
-            }
-            left -= 1;
-        }
-        None
+        (1..=self.front())
+            .filter_map(|k| self.kth_live(k))
+            .find(|&idx| self.tickets.get(idx).is_some_and(|s| s.state == RETURNED))
     }
 
     /// A visitor with no valid session or ticket arrives.
@@ -577,7 +567,10 @@ impl<'a> Room<'a> {
                 self.tickets[idx].stamp = now;
                 self.promote(now, t);
             }
-            LAPSED if self.free_slots() > 0 => return self.admit_from_line(idx, s.joined, now),
+            // A free slot, and nobody returned ahead to give it to first.
+            LAPSED if self.free_slots() > 0 && self.hdr.returned == 0 => {
+                return self.admit_from_line(idx, s.joined, now)
+            }
             LAPSED => {
                 let slot = &mut self.tickets[idx];
                 slot.state = RETURNED;
@@ -618,12 +611,13 @@ impl<'a> Room<'a> {
         true
     }
 
-    /// The page of ticket `r` was left: a waiting ticket is lost after `grace` unless its
-    /// visitor comes back meanwhile. `false` when the ticket was not live.
+    /// The page of ticket `r` was left: a waiting (or returned) ticket is lost after `grace`
+    /// unless its visitor comes back meanwhile; a called one keeps its claim window. `false`
+    /// when the ticket was not live.
     pub fn away_ticket(&mut self, r: TicketRef, now: u64, t: &Timing) -> bool {
         let Some(idx) = self.find_ticket(r) else { return false };
         let slot = &mut self.tickets[idx];
-        if slot.state == WAITING {
+        if slot.state == WAITING || slot.state == RETURNED {
             slot.stamp = (now + t.grace_ms).saturating_sub(t.queue_timeout_ms).min(slot.stamp);
         }
         true
@@ -661,19 +655,14 @@ impl<'a> Room<'a> {
         // The front of the line: a called ticket not claimed in time lapses (its slot goes to
         // the next), once; a lapsed or recalled one late again, or a returned one not seen
         // for `queue_timeout`, is dropped.
-        let mut n = self.hdr.head;
-        let mut looked = 0;
-        while looked < budget && n < self.hdr.tail && self.front() > 0 {
-            let idx = self.ring(n);
-            n += 1;
+        // By rank among the live tickets, so that dropped tickets' empty slots cost nothing.
+        let (mut k, mut looked) = (1, 0);
+        while looked < budget && k <= self.front() {
             looked += 1;
+            let Some(idx) = self.kth_live(k) else { break };
             let s = self.tickets[idx];
-            if s.state == FREE || s.number != n - 1 {
-                continue;
-            }
             let age = now.saturating_sub(s.stamp);
             match s.state {
-                WAITING => break,
                 CALLED if age > t.claim_window_ms => {
                     let slot = &mut self.tickets[idx];
                     slot.state = LAPSED;
@@ -681,6 +670,7 @@ impl<'a> Room<'a> {
                     self.hdr.called -= 1;
                     self.hdr.lapsed += 1;
                     swept.tickets += 1;
+                    k += 1;
                 }
                 RECALLED | LAPSED if age > t.claim_window_ms => {
                     self.drop_ticket(idx);
@@ -692,7 +682,7 @@ impl<'a> Room<'a> {
                     self.hdr.stats.tickets_abandoned += 1;
                     swept.tickets += 1;
                 }
-                _ => {}
+                _ => k += 1,
             }
         }
         // Waiting tickets: a cursor walks the queue a slice at a time.

@@ -484,3 +484,31 @@ fn a_page_left_keeps_the_place_for_the_grace_only() {
     assert!(room.touch_session(reloads, now, &T));
     room.check_invariants();
 }
+
+#[test]
+fn the_front_of_the_line_is_swept_past_the_empty_slots_of_those_who_left() {
+    let mut mem = region(64 * 1024);
+    let mut room = Room::create(bytes(&mut mem), 4, 1, b"k", 7).unwrap();
+    let mut now = 1_000_000;
+    let Entry::Admitted(a) = room.enter(now, &T) else { panic!() };
+    let Entry::Queued { ticket: x, .. } = room.enter(now, &T) else { panic!() };
+    for _ in 0..20 {
+        let Entry::Queued { ticket, .. } = room.enter(now, &T) else { panic!() };
+        assert!(room.leave_ticket(ticket, now, &T));
+    }
+    let Entry::Queued { ticket: y, .. } = room.enter(now, &T) else { panic!() };
+    assert!(room.leave_session(a, now, &T));
+    now += T.claim_window_ms + 1;
+    room.sweep(now, &T, 16);
+    // X lapsed, Y was called; X comes back with no slot free.
+    assert_eq!(room.poll(x, now, &T), Poll::Waiting { position: 1 });
+    // Y's visitor is gone: Y lapses in turn, beyond 20 empty slots, and X is called again.
+    now += T.claim_window_ms + 1;
+    room.poll(x, now, &T);
+    room.sweep(now, &T, 16);
+    assert!(matches!(room.poll(x, now, &T), Poll::Admitted(..)), "X let in");
+    now += T.claim_window_ms + 1;
+    room.sweep(now, &T, 16);
+    assert_eq!(room.poll(y, now, &T), Poll::Lost, "Y gone for good");
+    room.check_invariants();
+}
