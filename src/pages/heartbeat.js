@@ -16,7 +16,9 @@
     var r = post('heartbeat');
     if (r) r.then(function (res) { if (res.status === 403) stop(); }, function () {});
   }
-  setTimeout(beat, 1000);
+  // Soon after load: after a reload, the old page's "away" may reach the room after the new
+  // page's request, and this heartbeat, well within any grace, undoes it.
+  setTimeout(beat, 300);
   t = setInterval(beat, ms);
   addEventListener('pageshow', function (e) { if (e.persisted) beat(); });
   // Another tab of the site was left: this one is still here, and says so a moment later (a
