@@ -74,6 +74,15 @@ pub enum Outcome {
     Full { queue_length: u64 },
 }
 
+/// How a visitor leaves (see [`Room::leave`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaving {
+    /// At once: a "Leave" or "Log out" button.
+    Now,
+    /// A page was left: the place is kept for the grace, and for good if seen again.
+    Away,
+}
+
 /// What [`Room::decide`] found.
 pub struct Decision {
     /// None when the visitor has no place and `join` was false.
@@ -219,33 +228,25 @@ impl Room {
     }
 
     /// The visitor holding `token` leaves: their session ends, or their ticket leaves the
-    /// line. `false` when they held no live place.
-    pub fn leave(&self, token: Option<Token>, now_ms: u64) -> Result<bool, Unusable> {
+    /// line, at once (`Leaving::Now`), or after the grace unless they are seen again meanwhile
+    /// (`Leaving::Away`: a page was left, by a reload, a click or a closed tab). `false` when
+    /// they held no live place.
+    pub fn leave(&self, token: Option<Token>, now_ms: u64, how: Leaving) -> Result<bool, Unusable> {
         let t = self.timing();
         self.with_tables(|rm| match current(token, rm.epoch()) {
             Some(tok) if tok.kind == Kind::Session => {
                 let s = SessionRef { slot: tok.number.min(u64::from(u32::MAX)) as u32, id: tok.id };
-                rm.leave_session(s, now_ms, &t)
+                match how {
+                    Leaving::Now => rm.leave_session(s, now_ms, &t),
+                    Leaving::Away => rm.away_session(s, now_ms, &t),
+                }
             }
             Some(tok) => {
-                rm.leave_ticket(TicketRef { number: tok.number, visitor: tok.visitor }, now_ms, &t)
-            }
-            None => false,
-        })
-    }
-
-    /// The visitor holding `token` left a page (a reload, a click, a closed tab): their
-    /// session or ticket ends after the grace unless they are seen again meanwhile. `false`
-    /// when they held no live place.
-    pub fn away(&self, token: Option<Token>, now_ms: u64) -> Result<bool, Unusable> {
-        let t = self.timing();
-        self.with_tables(|rm| match current(token, rm.epoch()) {
-            Some(tok) if tok.kind == Kind::Session => {
-                let s = SessionRef { slot: tok.number.min(u64::from(u32::MAX)) as u32, id: tok.id };
-                rm.away_session(s, now_ms, &t)
-            }
-            Some(tok) => {
-                rm.away_ticket(TicketRef { number: tok.number, visitor: tok.visitor }, now_ms, &t)
+                let ticket = TicketRef { number: tok.number, visitor: tok.visitor };
+                match how {
+                    Leaving::Now => rm.leave_ticket(ticket, now_ms, &t),
+                    Leaving::Away => rm.away_ticket(ticket, now_ms, &t),
+                }
             }
             None => false,
         })

@@ -5,16 +5,14 @@ use nginx_sys::{
     ngx_http_request_t, ngx_int_t, NGX_HTTP_FORBIDDEN, NGX_HTTP_GET, NGX_HTTP_HEAD,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_FOUND, NGX_HTTP_POST,
 };
-use ngx::http::HttpModuleLocationConf;
 use serde_json::json;
 
 use super::edge;
 use crate::conf::Endpoint;
-use crate::conf::Module;
 use crate::core::token::Token;
 use crate::http::{self, cookies, Now};
 use crate::pages;
-use crate::service::{Decision, Outcome, Room};
+use crate::service::{Decision, Leaving, Outcome, Room};
 
 /// The largest request body the API takes (beacons send none or a few bytes).
 const BODY_MAX: i64 = 4096;
@@ -24,8 +22,7 @@ pub extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 }
 
 fn api(r: &mut ngx_http_request_t) -> ngx_int_t {
-    let Some(lcf) = Module::location_conf(&*r) else { return NGX_HTTP_NOT_FOUND as ngx_int_t };
-    let Some(room) = lcf.endpoint_room(Endpoint::Api) else {
+    let Some((lcf, room)) = edge::endpoint(r, Endpoint::Api) else {
         return NGX_HTTP_NOT_FOUND as ngx_int_t;
     };
     let uri = r.uri.as_bytes();
@@ -56,20 +53,21 @@ fn api(r: &mut ngx_http_request_t) -> ngx_int_t {
     match &name[..] {
         b"position" => position(r, room, token, now),
         b"heartbeat" => heartbeat(r, room, token, now),
-        // A page was left: the place is kept for the grace, and the cookie with it.
-        b"away" => match room.away(token, now.mono_ms) {
-            Ok(true) => http::no_content(r),
-            Ok(false) => NGX_HTTP_FORBIDDEN as ngx_int_t,
-            Err(e) => edge::unusable(r, room, e),
-        },
-        _ => match room.leave(token, now.mono_ms) {
-            Ok(true) => {
-                cookies::clear_cookie(r, &room.cookie);
-                http::no_content(r)
+        // leave: at once, and the cookie is cleared; away (a page was left, what heartbeat.js
+        // sends): after the grace, and the cookie stays with the kept place.
+        _ => {
+            let how = if name == b"away" { Leaving::Away } else { Leaving::Now };
+            match room.leave(token, now.mono_ms, how) {
+                Ok(true) => {
+                    if how == Leaving::Now {
+                        cookies::clear_cookie(r, &room.cookie);
+                    }
+                    http::no_content(r)
+                }
+                Ok(false) => NGX_HTTP_FORBIDDEN as ngx_int_t,
+                Err(e) => edge::unusable(r, room, e),
             }
-            Ok(false) => NGX_HTTP_FORBIDDEN as ngx_int_t,
-            Err(e) => edge::unusable(r, room, e),
-        },
+        }
     }
 }
 

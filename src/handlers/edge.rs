@@ -4,6 +4,9 @@
 use nginx_sys::{ngx_http_request_t, ngx_int_t, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_LOG_CRIT};
 use ngx::ngx_log_error;
 
+use ngx::http::HttpModuleLocationConf;
+
+use crate::conf::{Endpoint, LocConf, Module};
 use crate::core::guard;
 use crate::http;
 use crate::service::{Room, Unusable};
@@ -31,4 +34,14 @@ pub fn unusable(r: &ngx_http_request_t, room: &Room, e: Unusable) -> ngx_int_t {
         ngx_log_error!(NGX_LOG_CRIT, log, "waiting room \"{}\" is unusable: {e}", room.name);
     }
     NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t
+}
+
+/// The location's configuration and the room whose API or status it serves, for the content
+/// handler of that endpoint.
+pub fn endpoint(
+    r: &ngx_http_request_t,
+    want: Endpoint,
+) -> Option<(&'static LocConf, &'static Room)> {
+    let lcf = Module::location_conf(r)?;
+    Some((lcf, lcf.endpoint_room(want)?))
 }

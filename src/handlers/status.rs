@@ -2,12 +2,10 @@
 //! JSON, in the order the README lists them.
 
 use nginx_sys::{ngx_http_request_t, ngx_int_t, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_NOT_FOUND};
-use ngx::http::HttpModuleLocationConf;
 use serde_json::json;
 
 use super::edge;
 use crate::conf::Endpoint;
-use crate::conf::Module;
 use crate::http;
 
 pub extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
@@ -15,8 +13,7 @@ pub extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
 }
 
 fn status(r: &mut ngx_http_request_t) -> ngx_int_t {
-    let Some(lcf) = Module::location_conf(&*r) else { return NGX_HTTP_NOT_FOUND as ngx_int_t };
-    let Some(room) = lcf.endpoint_room(Endpoint::Status) else {
+    let Some((_, room)) = edge::endpoint(r, Endpoint::Status) else {
         return NGX_HTTP_NOT_FOUND as ngx_int_t;
     };
     if r.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize == 0 {
@@ -42,15 +39,15 @@ fn status(r: &mut ngx_http_request_t) -> ngx_int_t {
         "called_late": snap.lapsed,
         "queue_capacity": snap.queue_capacity,
         "session_capacity": snap.session_capacity,
-        "admitted_total": snap.admitted_total,
-        "admitted_from_queue": snap.admitted_from_queue,
-        "joined_total": snap.joined_total,
-        "sessions_left": snap.sessions_left,
-        "sessions_expired": snap.sessions_expired,
-        "tickets_abandoned": snap.tickets_abandoned,
-        "tickets_missed": snap.tickets_missed,
-        "tickets_left": snap.tickets_left,
-        "rejected_full": snap.rejected_full,
+        "admitted_total": snap.totals.admitted_total,
+        "admitted_from_queue": snap.totals.admitted_from_queue,
+        "joined_total": snap.totals.joined_total,
+        "sessions_left": snap.totals.sessions_left,
+        "sessions_expired": snap.totals.sessions_expired,
+        "tickets_abandoned": snap.totals.tickets_abandoned,
+        "tickets_missed": snap.totals.tickets_missed,
+        "tickets_left": snap.totals.tickets_left,
+        "rejected_full": snap.totals.rejected_full,
     });
     http::send_json(r, 200, &body)
 }
