@@ -25,7 +25,7 @@ use super::layout::{
     read_layout, AttachError, Header, Layout, Session, SessionSlot, TicketSlot, Timing, CALLED,
     FREE, KEY_MAX, LAPSED, LAYOUT_VERSION, MAGIC, RECALLED, RETURNED, WAITING,
 };
-use super::stats::Counters;
+use super::stats::{Counters, Totals};
 
 /// How many expired tickets one call may clear before it leaves the rest to the sweep.
 const LAZY_BUDGET: u32 = 64;
@@ -79,15 +79,8 @@ pub struct Snapshot {
     /// Called once, not come in time, keeping their place at the front once more.
     pub lapsed: u32,
     pub queue_capacity: u64,
-    pub admitted_total: u64,
-    pub admitted_from_queue: u64,
-    pub joined_total: u64,
-    pub sessions_left: u64,
-    pub sessions_expired: u64,
-    pub tickets_abandoned: u64,
-    pub tickets_missed: u64,
-    pub tickets_left: u64,
-    pub rejected_full: u64,
+    /// Counts since the zone was made.
+    pub totals: Totals,
     pub admitted_per_minute: Option<f64>,
     pub called_per_minute: Option<f64>,
     pub avg_wait_seconds: Option<f64>,
@@ -360,7 +353,7 @@ impl<'a> Room<'a> {
         let Some(s) = self.live_session(r) else { return false };
         if s.expired(now, t) {
             self.close_session(r.slot);
-            self.hdr.stats.sessions_expired += 1;
+            self.hdr.stats.totals.sessions_expired += 1;
             self.promote(now, t);
             return false;
         }
@@ -374,7 +367,7 @@ impl<'a> Room<'a> {
             return false;
         }
         self.close_session(r.slot);
-        self.hdr.stats.sessions_left += 1;
+        self.hdr.stats.totals.sessions_left += 1;
         self.promote(now, t);
         true
     }
@@ -486,7 +479,7 @@ impl<'a> Room<'a> {
             let slot = &mut self.tickets[idx];
             if now.saturating_sub(slot.stamp) > t.queue_timeout_ms {
                 self.drop_ticket(idx);
-                self.hdr.stats.tickets_abandoned += 1;
+                self.hdr.stats.totals.tickets_abandoned += 1;
                 continue;
             }
             slot.state = CALLED;
@@ -519,7 +512,7 @@ impl<'a> Room<'a> {
         if self.hdr.tail - self.hdr.head >= self.hdr.ticket_cap {
             self.advance_head();
             if self.hdr.tail - self.hdr.head >= self.hdr.ticket_cap {
-                self.hdr.stats.rejected_full += 1;
+                self.hdr.stats.totals.rejected_full += 1;
                 return Entry::Full;
             }
         }
@@ -535,7 +528,7 @@ impl<'a> Room<'a> {
             TicketSlot { number, joined: now, stamp: now, visitor: visitor as u32, state: WAITING };
         fenwick::add(self.tree, idx, 1);
         self.hdr.live += 1;
-        self.hdr.stats.joined_total += 1;
+        self.hdr.stats.totals.joined_total += 1;
         let position = self.live_before(number) + 1;
         Entry::Queued { ticket: TicketRef { number, visitor }, position }
     }
@@ -552,14 +545,14 @@ impl<'a> Room<'a> {
         match s.state {
             WAITING if now.saturating_sub(s.stamp) > t.queue_timeout_ms => {
                 self.drop_ticket(idx);
-                self.hdr.stats.tickets_abandoned += 1;
+                self.hdr.stats.totals.tickets_abandoned += 1;
                 self.promote(now, t);
                 return Poll::Lost;
             }
             // Late on the second call, or back after the lapsed place was given up.
             RECALLED | LAPSED if late => {
                 self.drop_ticket(idx);
-                self.hdr.stats.tickets_missed += 1;
+                self.hdr.stats.totals.tickets_missed += 1;
                 self.promote(now, t);
                 return Poll::Lost;
             }
@@ -606,7 +599,7 @@ impl<'a> Room<'a> {
     pub fn leave_ticket(&mut self, r: TicketRef, now: u64, t: &Timing) -> bool {
         let Some(idx) = self.find_ticket(r) else { return false };
         self.drop_ticket(idx);
-        self.hdr.stats.tickets_left += 1;
+        self.hdr.stats.totals.tickets_left += 1;
         self.promote(now, t);
         true
     }
@@ -648,7 +641,7 @@ impl<'a> Room<'a> {
             let s = self.sessions[i as usize].get();
             if s.id != 0 && s.expired(now, t) {
                 self.close_session(i);
-                self.hdr.stats.sessions_expired += 1;
+                self.hdr.stats.totals.sessions_expired += 1;
                 swept.sessions += 1;
             }
         }
@@ -674,12 +667,12 @@ impl<'a> Room<'a> {
                 }
                 RECALLED | LAPSED if age > t.claim_window_ms => {
                     self.drop_ticket(idx);
-                    self.hdr.stats.tickets_missed += 1;
+                    self.hdr.stats.totals.tickets_missed += 1;
                     swept.tickets += 1;
                 }
                 RETURNED if age > t.queue_timeout_ms => {
                     self.drop_ticket(idx);
-                    self.hdr.stats.tickets_abandoned += 1;
+                    self.hdr.stats.totals.tickets_abandoned += 1;
                     swept.tickets += 1;
                 }
                 _ => k += 1,
@@ -701,7 +694,7 @@ impl<'a> Room<'a> {
                 && now.saturating_sub(s.stamp) > t.queue_timeout_ms
             {
                 self.drop_ticket(idx);
-                self.hdr.stats.tickets_abandoned += 1;
+                self.hdr.stats.totals.tickets_abandoned += 1;
                 swept.tickets += 1;
             }
         }
@@ -738,15 +731,7 @@ impl<'a> Room<'a> {
             called: h.called,
             lapsed: h.lapsed,
             queue_capacity: h.ticket_cap,
-            admitted_total: st.admitted_total,
-            admitted_from_queue: st.admitted_from_queue,
-            joined_total: st.joined_total,
-            sessions_left: st.sessions_left,
-            sessions_expired: st.sessions_expired,
-            tickets_abandoned: st.tickets_abandoned,
-            tickets_missed: st.tickets_missed,
-            tickets_left: st.tickets_left,
-            rejected_full: st.rejected_full,
+            totals: st.totals,
             admitted_per_minute: st.admitted_per_minute(),
             called_per_minute: st.called_per_minute(),
             avg_wait_seconds: st.avg_wait_seconds(),

@@ -11,9 +11,10 @@ const SMOOTHING_MS: f64 = 30_000.0;
 const WARM_MS: u64 = 20_000;
 const WARM_CALLS: u64 = 3;
 
+/// What happened since the zone was made: the counters the status shows.
 #[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub(super) struct Counters {
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Totals {
     pub admitted_total: u64,
     pub admitted_from_queue: u64,
     pub joined_total: u64,
@@ -23,6 +24,12 @@ pub(super) struct Counters {
     pub tickets_missed: u64,
     pub tickets_left: u64,
     pub rejected_full: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Counters {
+    pub totals: Totals,
     window_start: u64,
     window_calls: u64,
     window_admits: u64,
@@ -50,13 +57,13 @@ impl Counters {
     }
 
     pub fn admitted(&mut self) {
-        self.admitted_total += 1;
+        self.totals.admitted_total += 1;
         self.window_admits += 1;
     }
 
     /// A visitor came in from the line after waiting `wait_ms`.
     pub fn admitted_after(&mut self, wait_ms: u64) {
-        self.admitted_from_queue += 1;
+        self.totals.admitted_from_queue += 1;
         let wait = wait_ms as f64;
         self.avg_wait_ms = if self.wait_known == 0 {
             wait

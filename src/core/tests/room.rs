@@ -207,7 +207,7 @@ fn a_no_show_at_the_head_is_skipped_after_the_claim_window() {
     now += T.claim_window_ms + 1;
     room.sweep(now, &T, 100);
     assert_eq!(room.poll(absent, now, &T), Poll::Lost);
-    assert_eq!(room.snapshot().tickets_missed, 1);
+    assert_eq!(room.snapshot().totals.tickets_missed, 1);
     room.check_invariants();
 }
 
@@ -265,7 +265,7 @@ fn a_ticket_not_seen_for_the_queue_timeout_is_lost() {
     }
     assert_eq!(room.poll(gone, now, &T), Poll::Lost);
     assert_eq!(room.poll(stays, now, &T), Poll::Waiting { position: 1 });
-    assert_eq!(room.snapshot().tickets_abandoned, 1);
+    assert_eq!(room.snapshot().totals.tickets_abandoned, 1);
 }
 
 #[test]
