@@ -29,7 +29,7 @@ use super::stats::Counters;
 
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ngxWRoom");
 /// Bump whenever the layout of any `#[repr(C)]` struct here changes.
-pub const LAYOUT_VERSION: u32 = 4;
+pub const LAYOUT_VERSION: u32 = 5;
 /// Longest random key kept in the region.
 pub const KEY_MAX: usize = 64;
 /// The smallest queue a region may hold.
@@ -176,6 +176,13 @@ pub(super) struct Header {
     /// When the configuration whose `max_active` is in force was read (monotonic ms in the
     /// master): a worker of a newer configuration applies its own, an older one's does not.
     pub settings_stamp: u64,
+    /// Non-zero while another nginx (the old master of a binary upgrade) runs this room, as
+    /// its state file says: this copy, restored from the file, calls and admits nobody (see
+    /// `Room::set_standby`).
+    pub standby: u32,
+    /// Non-zero once a reload moved the room to a zone of another size: this copy is no longer
+    /// saved to the state file.
+    pub retired: u32,
     pub stats: Counters,
 }
 

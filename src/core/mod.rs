@@ -11,6 +11,7 @@
 pub mod cookie;
 pub mod fenwick;
 pub mod guard;
+pub mod image;
 pub mod layout;
 pub mod room;
 pub mod stats;

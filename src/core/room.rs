@@ -40,6 +40,9 @@ pub enum Entry {
     },
     /// The queue is as long as the region can hold.
     Full,
+    /// The room stands by (another nginx runs it): nobody is given a place until it takes
+    /// over.
+    Held,
 }
 
 /// What a waiting visitor's ticket says now.
@@ -79,6 +82,8 @@ pub struct Snapshot {
     /// Called once, not come in time, keeping their place at the front once more.
     pub lapsed: u32,
     pub queue_capacity: u64,
+    /// The room stands by while another nginx runs it (see [`Room::standby`]).
+    pub standby: bool,
     /// Counts since the zone was made.
     pub totals: Totals,
     pub admitted_per_minute: Option<f64>,
@@ -97,12 +102,12 @@ pub struct Swept {
 /// the tickets and the tree are borrowed exclusively; the session slots, which the lock-free
 /// check also reads and writes, are shared atomics (see [`super::layout`]).
 pub struct Room<'a> {
-    layout: Layout,
-    hdr: &'a mut Header,
-    sessions: &'a [SessionSlot],
-    free: &'a mut [u32],
-    tickets: &'a mut [TicketSlot],
-    tree: &'a mut [u32],
+    pub(super) layout: Layout,
+    pub(super) hdr: &'a mut Header,
+    pub(super) sessions: &'a [SessionSlot],
+    pub(super) free: &'a mut [u32],
+    pub(super) tickets: &'a mut [TicketSlot],
+    pub(super) tree: &'a mut [u32],
 }
 
 impl<'a> Room<'a> {
@@ -246,6 +251,8 @@ impl<'a> Room<'a> {
             epoch,
             key: k,
             settings_stamp: 0,
+            standby: 0,
+            retired: 0,
             stats: Counters::default(),
         };
         for (i, f) in room.free.iter_mut().enumerate() {
@@ -284,6 +291,29 @@ impl<'a> Room<'a> {
             self.hdr.settings_stamp = stamp;
             self.set_max_active(max_active);
         }
+    }
+
+    /// Whether the room stands by: restored from a state file that another nginx (the old
+    /// master of a binary upgrade) still runs the room from. A room standing by calls nobody,
+    /// admits nobody and hands out no ticket; sessions it knows go on, and tickets it knows are
+    /// told the place they had. It takes over with the other's last state
+    /// ([`Room::import`]) once that one has stopped.
+    pub fn standby(&self) -> bool {
+        self.hdr.standby != 0
+    }
+
+    pub fn set_standby(&mut self, on: bool) {
+        self.hdr.standby = u32::from(on);
+    }
+
+    /// Whether a reload moved the room to a zone of another size (this copy is then no longer
+    /// saved).
+    pub fn retired(&self) -> bool {
+        self.hdr.retired != 0
+    }
+
+    pub fn retire(&mut self) {
+        self.hdr.retired = 1;
     }
 
     /// The number of this layout of the region, carried by every token issued for it.
@@ -457,6 +487,9 @@ impl<'a> Room<'a> {
     /// order. A waiting ticket found to have timed out is dropped instead; past a small budget
     /// that is left to the sweep.
     fn promote(&mut self, now: u64, t: &Timing) {
+        if self.hdr.standby != 0 {
+            return;
+        }
         let mut budget = LAZY_BUDGET;
         while self.free_slots() > 0 && budget > 0 {
             budget -= 1;
@@ -499,6 +532,9 @@ impl<'a> Room<'a> {
 
     /// A visitor with no valid session or ticket arrives.
     pub fn enter(&mut self, now: u64, t: &Timing) -> Entry {
+        if self.hdr.standby != 0 {
+            return Entry::Held;
+        }
         self.promote(now, t);
         if self.waiting() == 0 && self.free_slots() > 0 {
             if let Some(s) = self.open_session(now) {
@@ -540,6 +576,10 @@ impl<'a> Room<'a> {
     /// again before anyone waiting.
     pub fn poll(&mut self, r: TicketRef, now: u64, t: &Timing) -> Poll {
         let Some(idx) = self.find_ticket(r) else { return Poll::Lost };
+        if self.hdr.standby != 0 {
+            // The running room decides; this copy only tells the place it last knew.
+            return Poll::Waiting { position: self.live_before(r.number) + 1 };
+        }
         let s = self.tickets[idx];
         let late = now.saturating_sub(s.stamp) > t.claim_window_ms;
         match s.state {
@@ -634,6 +674,9 @@ impl<'a> Room<'a> {
         // Each worker's cached clock lags a little: never move the mark back.
         self.hdr.last_sweep = self.hdr.last_sweep.max(now);
         let mut swept = Swept::default();
+        if self.hdr.standby != 0 {
+            return swept;
+        }
         let cap = self.hdr.session_cap;
         for _ in 0..budget.min(cap) {
             let i = self.hdr.session_sweep % cap;
@@ -731,6 +774,7 @@ impl<'a> Room<'a> {
             called: h.called,
             lapsed: h.lapsed,
             queue_capacity: h.ticket_cap,
+            standby: h.standby != 0,
             totals: st.totals,
             admitted_per_minute: st.admitted_per_minute(),
             called_per_minute: st.called_per_minute(),

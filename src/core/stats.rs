@@ -127,6 +127,25 @@ impl Counters {
         Some((calls_needed as f64 * 60.0 / self.call_rate).ceil() as u64)
     }
 
+    /// These counters, carried to a room whose monotonic clock reads `shift(t)` for this one's
+    /// `t` (a room restored from a state file). A pace that is not a finite, non-negative
+    /// number (a damaged file) is forgotten and measured anew.
+    pub fn rebased(mut self, shift: impl Fn(u64) -> u64) -> Counters {
+        self.window_start = shift(self.window_start);
+        let rates = [
+            (&mut self.call_rate, &mut self.call_rate_known),
+            (&mut self.admit_rate, &mut self.admit_rate_known),
+            (&mut self.avg_wait_ms, &mut self.wait_known),
+        ];
+        for (value, known) in rates {
+            if !value.is_finite() || *value < 0.0 {
+                *value = 0.0;
+                *known = 0;
+            }
+        }
+        self
+    }
+
     pub fn admitted_per_minute(&self) -> Option<f64> {
         (self.admit_rate_known != 0).then_some(self.admit_rate)
     }

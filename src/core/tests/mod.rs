@@ -1,4 +1,5 @@
 //! Unit and property tests of the core.
 
+mod image;
 mod room;
 mod token;

@@ -77,7 +77,7 @@ proptest! {
                             prop_assert_eq!(position, room.snapshot().queue_length);
                             tickets.push(ticket);
                         }
-                        Entry::Full => {}
+                        Entry::Full | Entry::Held => {}
                     }
                 }
                 Op::Poll(i) if !tickets.is_empty() => {
@@ -139,7 +139,7 @@ proptest! {
             match room.enter(now, &T) {
                 Entry::Admitted(s) => inside.push((s, now + stay * 1000)),
                 Entry::Queued { ticket, .. } => waiting.push(ticket),
-                Entry::Full => prop_assert!(false, "queue full"),
+                Entry::Full | Entry::Held => prop_assert!(false, "queue full"),
             }
         }
         for round in 0..10_000u32 {

@@ -1,0 +1,331 @@
+//! A room as a compact image, independent of any layout: what a state file saves and what a
+//! zone of another size is filled from.
+//!
+//! ```text
+//! ImageHead | sessions: [SessionRecord; s], by slot | tickets: [TicketSlot; t], by number
+//! ```
+//!
+//! Only what is live is in it (the sessions, and the tickets from `head` on), so its length
+//! follows the room's occupancy, not the zone's size. The free stack and the Fenwick tree are
+//! rebuilt from it. Every record keeps what a visitor's cookie names: a session its slot and
+//! id, a ticket its number and visitor, and the room its epoch (and, for a room without a
+//! configured secret, its key); so the cookies issued before stay valid.
+//!
+//! [`Room::import`] checks an image completely before it changes anything, so a damaged one is
+//! refused as a whole: it can neither crash the process nor make up a place for anyone.
+
+use core::mem::size_of;
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::fenwick;
+use super::layout::{TicketSlot, CALLED, FREE, KEY_MAX, LAPSED, RECALLED, RETURNED, WAITING};
+use super::room::Room;
+use super::stats::Counters;
+
+const IMAGE_MAGIC: u64 = u64::from_le_bytes(*b"ngxWRimg");
+/// Bump whenever a record of the image changes.
+pub const IMAGE_VERSION: u32 = 1;
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ImageHead {
+    magic: u64,
+    version: u32,
+    key_len: u32,
+    sessions: u64,
+    tickets: u64,
+    head: u64,
+    tail: u64,
+    next_session_id: u64,
+    next_visitor: u64,
+    epoch: u64,
+    /// Where the sweep's cursors were, and when the last sweep ran.
+    ticket_sweep: u64,
+    session_sweep: u64,
+    last_sweep: u64,
+    key: [u8; KEY_MAX],
+    stats: Counters,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SessionRecord {
+    slot: u64,
+    id: u64,
+    created: u64,
+    last_seen: u64,
+}
+
+const HEAD_LEN: usize = size_of::<ImageHead>();
+const SESSION_LEN: usize = size_of::<SessionRecord>();
+const TICKET_LEN: usize = size_of::<TicketSlot>();
+
+/// Why an image was not taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImportError {
+    /// Not an image, or one that contradicts itself.
+    Damaged(&'static str),
+    /// Written by another version of the module.
+    OtherVersion(u32),
+    /// A session is in a slot beyond this room's session table.
+    Sessions { slot: u64, capacity: u32 },
+    /// The line spans more ticket numbers than this room's queue holds.
+    Tickets { span: u64, capacity: u64 },
+}
+
+impl core::fmt::Display for ImportError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            ImportError::Damaged(why) => write!(f, "it is damaged: {why}"),
+            ImportError::OtherVersion(v) => {
+                write!(f, "it has format {v}, this module reads format {IMAGE_VERSION}")
+            }
+            ImportError::Sessions { slot, capacity } => write!(
+                f,
+                "a session is in slot {slot}, and this zone's session table holds {capacity}"
+            ),
+            ImportError::Tickets { span, capacity } => write!(
+                f,
+                "the line spans {span} places, and this zone's queue holds {capacity}"
+            ),
+        }
+    }
+}
+
+/// What an image brought.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Imported {
+    pub sessions: u32,
+    pub tickets: u64,
+}
+
+/// Whether `T` is one of this module's records: plain `repr(C)` data without padding, valid
+/// for any bit pattern.
+trait Record: Copy {}
+impl Record for ImageHead {}
+impl Record for SessionRecord {}
+impl Record for TicketSlot {}
+
+fn read<T: Record>(bytes: &[u8], at: usize) -> Option<T> {
+    let src = bytes.get(at..at.checked_add(size_of::<T>())?)?;
+    // SAFETY: `src` holds `size_of::<T>()` bytes; a `Record` is valid for any bit pattern, and
+    // an unaligned read needs no alignment.
+    Some(unsafe { core::ptr::read_unaligned(src.as_ptr() as *const T) })
+}
+
+fn write<T: Record>(bytes: &mut [u8], at: usize, value: &T) -> Option<()> {
+    let dst = bytes.get_mut(at..at.checked_add(size_of::<T>())?)?;
+    // SAFETY: `dst` has room for `size_of::<T>()` bytes; a `Record` has no padding, so every
+    // byte written is initialised.
+    unsafe { core::ptr::write_unaligned(dst.as_mut_ptr() as *mut T, *value) };
+    Some(())
+}
+
+/// `t` moved by `by` milliseconds, never below 0.
+fn shift(t: u64, by: i64) -> u64 {
+    (t.min(i64::MAX as u64) as i64).saturating_add(by).max(0) as u64
+}
+
+/// The most bytes the image of a room with these tables can take.
+pub fn image_len_max(session_cap: u32, ticket_cap: u64) -> usize {
+    HEAD_LEN
+        .saturating_add(SESSION_LEN.saturating_mul(session_cap as usize))
+        .saturating_add(TICKET_LEN.saturating_mul(ticket_cap as usize))
+}
+
+impl Room<'_> {
+    /// The most bytes this room's image can take.
+    pub fn image_len_max(&self) -> usize {
+        image_len_max(self.hdr.session_cap, self.hdr.ticket_cap)
+    }
+
+    /// Writes the room's image into `out`; its length, or `None` when `out` is too short.
+    /// O(sessions + the line's span); run under the lock.
+    pub fn export(&self, out: &mut [u8]) -> Option<usize> {
+        let mut at = HEAD_LEN;
+        let mut sessions = 0u64;
+        for (slot, s) in self.sessions.iter().enumerate() {
+            let s = s.get();
+            if s.id == 0 {
+                continue;
+            }
+            let rec =
+                SessionRecord { slot: slot as u64, id: s.id, created: s.created, last_seen: s.last_seen };
+            write(out, at, &rec)?;
+            at += SESSION_LEN;
+            sessions += 1;
+        }
+        let mut tickets = 0u64;
+        let cap = self.hdr.ticket_cap;
+        for number in self.hdr.head..self.hdr.tail {
+            let t = self.tickets.get((number % cap) as usize)?;
+            if t.state == FREE || t.number != number {
+                continue;
+            }
+            write(out, at, t)?;
+            at += TICKET_LEN;
+            tickets += 1;
+        }
+        let h = &self.hdr;
+        let head = ImageHead {
+            magic: IMAGE_MAGIC,
+            version: IMAGE_VERSION,
+            key_len: h.key_len.min(KEY_MAX as u32),
+            sessions,
+            tickets,
+            head: h.head,
+            tail: h.tail,
+            next_session_id: h.next_session_id,
+            next_visitor: h.next_visitor,
+            epoch: h.epoch,
+            ticket_sweep: h.ticket_sweep,
+            session_sweep: u64::from(h.session_sweep),
+            last_sweep: h.last_sweep,
+            key: h.key,
+            stats: h.stats,
+        };
+        write(out, 0, &head)?;
+        Some(at)
+    }
+
+    /// Empties the room, keeping its layout, key, epoch and settings: sessions are ended,
+    /// the line is emptied, the counters start again.
+    pub fn reset(&mut self) {
+        for s in self.sessions {
+            s.clear();
+        }
+        self.tickets.fill(TicketSlot::default());
+        self.tree.fill(0);
+        let h = &mut *self.hdr;
+        (h.active, h.called, h.lapsed, h.returned) = (0, 0, 0, 0);
+        (h.head, h.tail, h.live, h.ticket_sweep, h.last_sweep, h.session_sweep) = (0, 0, 0, 0, 0, 0);
+        h.stats = Counters::default();
+        self.rebuild_free();
+    }
+
+    /// Refills the free stack with every empty session slot, the lowest on top.
+    fn rebuild_free(&mut self) {
+        let mut top = 0;
+        for (slot, s) in self.sessions.iter().enumerate().rev() {
+            if s.id.load(Relaxed) == 0 {
+                self.free[top] = slot as u32;
+                top += 1;
+            }
+        }
+        self.hdr.free_top = top as u32;
+    }
+
+    /// Fills this room, which must be empty (new, or [`Room::reset`]), from `image`, with
+    /// every monotonic time moved by `shift_ms` (the difference between the clock the image
+    /// was taken by and this room's). The room's layout, `max_active` and settings stay; its
+    /// epoch, key, ids, sessions, line and counters become the image's. The image is checked
+    /// whole before anything changes.
+    pub fn import(&mut self, image: &[u8], shift_ms: i64) -> Result<Imported, ImportError> {
+        use ImportError::Damaged;
+        let h: ImageHead = read(image, 0).ok_or(Damaged("it is shorter than its header"))?;
+        if h.magic != IMAGE_MAGIC {
+            return Err(Damaged("it is not a room's image"));
+        }
+        if h.version != IMAGE_VERSION {
+            return Err(ImportError::OtherVersion(h.version));
+        }
+        let len = usize::try_from(h.sessions)
+            .ok()
+            .and_then(|s| s.checked_mul(SESSION_LEN))
+            .zip(usize::try_from(h.tickets).ok().and_then(|t| t.checked_mul(TICKET_LEN)))
+            .and_then(|(s, t)| s.checked_add(t)?.checked_add(HEAD_LEN));
+        if len != Some(image.len()) {
+            return Err(Damaged("its length does not match its counts"));
+        }
+        if h.key_len as usize > KEY_MAX || h.tail < h.head || h.next_session_id == 0 {
+            return Err(Damaged("its header is inconsistent"));
+        }
+        if self.hdr.active != 0 || self.hdr.live != 0 {
+            return Err(Damaged("the room to fill is not empty"));
+        }
+        let sessions_at = HEAD_LEN;
+        let tickets_at = sessions_at + h.sessions as usize * SESSION_LEN;
+        let session_at = |i: usize| read::<SessionRecord>(image, sessions_at + i * SESSION_LEN);
+        let ticket_at = |i: usize| read::<TicketSlot>(image, tickets_at + i * TICKET_LEN);
+
+        // Check everything first.
+        let cap = self.hdr.session_cap;
+        let mut last_slot = None;
+        for i in 0..h.sessions as usize {
+            let s = session_at(i).ok_or(Damaged("a session record is cut short"))?;
+            if s.id == 0 || last_slot.is_some_and(|l| s.slot <= l) {
+                return Err(Damaged("its sessions are not in order"));
+            }
+            if s.slot >= u64::from(cap) {
+                return Err(ImportError::Sessions { slot: s.slot, capacity: cap });
+            }
+            last_slot = Some(s.slot);
+        }
+        let (mut last_number, mut front_done) = (None, false);
+        for i in 0..h.tickets as usize {
+            let t = ticket_at(i).ok_or(Damaged("a ticket record is cut short"))?;
+            if t.number < h.head
+                || t.number >= h.tail
+                || last_number.is_some_and(|l| t.number <= l)
+                || !(WAITING..=RECALLED).contains(&t.state)
+            {
+                return Err(Damaged("its line is not in order"));
+            }
+            // The called and the lapsed lead the line.
+            if t.state == WAITING {
+                front_done = true;
+            } else if front_done {
+                return Err(Damaged("its line is not in order"));
+            }
+            last_number = Some(t.number);
+        }
+        let first = if h.tickets > 0 { ticket_at(0).map_or(h.tail, |t| t.number) } else { h.tail };
+        let span = h.tail - first;
+        if span > self.hdr.ticket_cap {
+            return Err(ImportError::Tickets { span, capacity: self.hdr.ticket_cap });
+        }
+
+        // Then fill.
+        for i in 0..h.sessions as usize {
+            let Some(s) = session_at(i) else { continue };
+            let Some(slot) = self.sessions.get(s.slot as usize) else { continue };
+            slot.created.store(shift(s.created, shift_ms), Relaxed);
+            slot.last_seen.store(shift(s.last_seen, shift_ms), Relaxed);
+            slot.id.store(s.id, Relaxed);
+        }
+        self.rebuild_free();
+        let tcap = self.hdr.ticket_cap;
+        let (mut called, mut lapsed, mut returned) = (0u32, 0u32, 0u32);
+        for i in 0..h.tickets as usize {
+            let Some(mut t) = ticket_at(i) else { continue };
+            t.joined = shift(t.joined, shift_ms);
+            t.stamp = shift(t.stamp, shift_ms);
+            match t.state {
+                CALLED | RECALLED => called += 1,
+                LAPSED => lapsed += 1,
+                RETURNED => (lapsed, returned) = (lapsed + 1, returned + 1),
+                _ => {}
+            }
+            let idx = (t.number % tcap) as usize;
+            self.tickets[idx] = t;
+            fenwick::add(self.tree, idx, 1);
+        }
+        let hdr = &mut *self.hdr;
+        hdr.active = h.sessions as u32;
+        (hdr.called, hdr.lapsed, hdr.returned) = (called, lapsed, returned);
+        // `head` as it was (behind the first live ticket, after drops) where this ring holds
+        // that much, so that the sweep walks the same numbers as the original would.
+        let head = if h.tail - h.head <= tcap { h.head } else { first };
+        (hdr.head, hdr.tail, hdr.live) = (head, h.tail, h.tickets);
+        hdr.ticket_sweep = h.ticket_sweep.clamp(head, h.tail);
+        hdr.session_sweep = if h.session_sweep < u64::from(cap) { h.session_sweep as u32 } else { 0 };
+        hdr.last_sweep = shift(h.last_sweep, shift_ms);
+        hdr.next_session_id = h.next_session_id;
+        hdr.next_visitor = h.next_visitor;
+        hdr.epoch = h.epoch;
+        hdr.key = h.key;
+        hdr.key_len = h.key_len;
+        hdr.stats = h.stats.rebased(|t| shift(t, shift_ms));
+        Ok(Imported { sessions: h.sessions as u32, tickets: h.tickets })
+    }
+}
