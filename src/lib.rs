@@ -13,6 +13,7 @@
 //!   cookies;
 //! * `http`: request helpers: cookies, responses, the per-request verdict, variables;
 //! * `shm`: the shared memory zone: init and reuse, the lock, a sound view of the room;
+//! * [`persist`]: the state file (`memmap2`): images of the room saved and read back;
 //! * [`pages`]: the queue page and heartbeat script, pure text;
 //! * [`core`]: the room's logic and tables, with no nginx in it (unit and property tested).
 //!
@@ -21,6 +22,7 @@
 
 pub mod core;
 pub mod pages;
+pub mod persist;
 
 #[cfg(not(test))]
 mod conf;

@@ -180,9 +180,7 @@ pub(super) struct Header {
     /// its state file says: this copy, restored from the file, calls and admits nobody (see
     /// `Room::set_standby`).
     pub standby: u32,
-    /// Non-zero once a reload moved the room to a zone of another size: this copy is no longer
-    /// saved to the state file.
-    pub retired: u32,
+    pub _pad: u32,
     pub stats: Counters,
 }
 

@@ -252,7 +252,7 @@ impl<'a> Room<'a> {
             key: k,
             settings_stamp: 0,
             standby: 0,
-            retired: 0,
+            _pad: 0,
             stats: Counters::default(),
         };
         for (i, f) in room.free.iter_mut().enumerate() {
@@ -304,16 +304,6 @@ impl<'a> Room<'a> {
 
     pub fn set_standby(&mut self, on: bool) {
         self.hdr.standby = u32::from(on);
-    }
-
-    /// Whether a reload moved the room to a zone of another size (this copy is then no longer
-    /// saved).
-    pub fn retired(&self) -> bool {
-        self.hdr.retired != 0
-    }
-
-    pub fn retire(&mut self) {
-        self.hdr.retired = 1;
     }
 
     /// The number of this layout of the region, carried by every token issued for it.
