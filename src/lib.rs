@@ -116,6 +116,22 @@ mod wiring {
         Status::NGX_OK.into()
     }
 
+    /// A worker stops: it saves the rooms with a state file, so that what it did last is in
+    /// the file for the nginx that takes over (after a binary upgrade's WINCH, for one).
+    extern "C" fn exit_process(cycle: *mut ngx_cycle_t) {
+        // SAFETY: as in `init_process`.
+        let process = unsafe { ngx_process } as u32;
+        if process == NGX_PROCESS_WORKER {
+            crate::timer::save_all(cycle, crate::service::Save::Exit);
+        }
+    }
+
+    /// The master stops (or nginx without a master): every worker has gone; the rooms are saved
+    /// one last time and released to whoever starts next.
+    extern "C" fn exit_master(cycle: *mut ngx_cycle_t) {
+        crate::timer::save_all(cycle, crate::service::Save::Stop);
+    }
+
     #[cfg(feature = "export-modules")]
     ngx::ngx_modules!(ngx_http_waiting_room_module);
 
@@ -128,6 +144,8 @@ mod wiring {
         commands: unsafe { ptr::addr_of_mut!(conf::COMMANDS[0]) },
         type_: NGX_HTTP_MODULE as _,
         init_process: Some(init_process),
+        exit_process: Some(exit_process),
+        exit_master: Some(exit_master),
         ..ngx_module_t::default()
     };
 }

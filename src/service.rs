@@ -11,16 +11,22 @@ use core::cell::{Cell, RefCell};
 use core::ffi::c_void;
 use core::fmt;
 use core::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 
-use nginx_sys::{ngx_conf_t, ngx_int_t, ngx_shm_zone_t, NGX_LOG_NOTICE};
+use nginx_sys::{
+    ngx_conf_t, ngx_int_t, ngx_log_t, ngx_shm_zone_t, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE,
+    NGX_LOG_WARN,
+};
 use ngx::core::Status;
 use ngx::ngx_log_error;
 
 use crate::core::guard::{self, Throttle};
+use crate::core::image::Imported;
 use crate::core::layout::{AttachError, Layout, Timing};
 use crate::core::room::{Entry, Poll, Room as Tables, SessionRef, Snapshot, Swept, TicketRef};
-use crate::core::token::{Kind, Signer, Token, TokenCache};
-use crate::shm::Zone;
+use crate::core::token::{room_tag, Kind, Signer, Token, TokenCache};
+use crate::persist::{self, StateFile, Tags};
+use crate::shm::{self, Zone};
 
 /// Longest a ticket cookie is accepted: a ticket is kept alive by its visitor's polls, not by
 /// the cookie, but a copied cookie should not be good forever.
@@ -72,6 +78,9 @@ pub enum Outcome {
     Queued { position: u64, queue_length: u64, eta: Option<u64>, new_ticket: Option<TicketRef> },
     /// The line is as long as the zone can hold.
     Full { queue_length: u64 },
+    /// The room stands by while another nginx runs it (a binary upgrade): no place is given
+    /// until it takes over, in a few seconds.
+    Held { queue_length: u64 },
 }
 
 /// How a visitor leaves (see [`Room::leave`]).
@@ -125,9 +134,15 @@ pub struct Room {
     /// without the lock.
     seen: Cell<Option<(Layout, u64)>>,
     tokens: RefCell<TokenCache>,
-    /// For the log: a full line, an unusable zone.
+    /// For the log: a full line, an unusable zone, a state file too small.
     pub full_log: Throttle,
     pub unusable_log: Throttle,
+    state_log: Throttle,
+    /// The state file's path (`state=`), and the file, opened by the zone's init.
+    state_path: Option<PathBuf>,
+    state: RefCell<Option<StateFile>>,
+    /// The master process that read this configuration: the owner it writes in the state file.
+    master_pid: u64,
 }
 
 impl Room {
@@ -144,18 +159,28 @@ impl Room {
             tokens: RefCell::new(TokenCache::default()),
             full_log: Throttle::new(),
             unusable_log: Throttle::new(),
+            state_log: Throttle::new(),
+            state_path: None,
+            state: RefCell::new(None),
+            master_pid: 0,
         }
     }
 
     /// Defines the room with `settings` and asks nginx for its zone. The room must stay at
     /// this address for the life of the configuration (nginx keeps a pointer to it). `false`
     /// when nginx refused the zone (it has logged why).
-    pub fn define(&mut self, cf: *mut ngx_conf_t, settings: Settings) -> bool {
+    pub fn define(&mut self, cf: *mut ngx_conf_t, settings: Settings, state: Option<PathBuf>) -> bool {
         self.settings = Some(settings);
+        self.state_path = state;
         self.stamp = settings_stamp();
         let data = self as *mut Room as *mut c_void;
         self.zone = Zone::add(cf, &self.name, settings.size, Some(init_zone), data);
         self.zone.is_some()
+    }
+
+    /// The state file, when the room has one.
+    pub fn state_file(&self) -> Option<&std::path::Path> {
+        self.state_path.as_deref()
     }
 
     pub fn set_secret(&mut self, secret: Option<Vec<u8>>) {
@@ -353,7 +378,260 @@ fn decide_locked(
             new_ticket: Some(ticket),
         },
         Entry::Full => Outcome::Full { queue_length: rm.queue_length() },
+        Entry::Held => Outcome::Held { queue_length: rm.queue_length() },
     })
+}
+
+/// Wall-clock milliseconds, for the state file's dates.
+fn wall_ms() -> u64 {
+    let tp = nginx_sys::ngx_timeofday();
+    tp.sec.max(0) as u64 * 1000 + tp.msec as u64
+}
+
+fn mono_ms() -> u64 {
+    // SAFETY: nginx's cached monotonic time, a plain integer it updates in this process.
+    unsafe { nginx_sys::ngx_current_msec as u64 }
+}
+
+/// Why [`Room::save`] runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Save {
+    /// The once-a-second save, in a worker.
+    Tick,
+    /// A worker exits.
+    Exit,
+    /// The master stops: the last save, after every worker has gone; the room is released.
+    Stop,
+    /// The master starts: the restored room is saved to the (perhaps new) file at once.
+    Start,
+}
+
+impl Room {
+    fn tags(&self) -> Tags {
+        let secret = self.secret.as_deref().map_or(0, persist::secret_tag);
+        Tags { room: room_tag(&self.name), secret }
+    }
+
+    fn state_name(&self) -> String {
+        self.state_path.as_ref().map_or_else(String::new, |p| p.display().to_string())
+    }
+
+    /// Fills the room's new zone from `old`, the running configuration's room, whose zone has
+    /// another size. Runs in the master.
+    fn carry_from(&self, old: &Room) -> Result<Imported, String> {
+        let old_zone = old.zone.as_ref().ok_or("the old zone was not initialised")?;
+        let image = {
+            let mut locked = old_zone.lock().ok_or("the old zone was not initialised")?;
+            let tables = locked.room().map_err(|e| e.to_string())?;
+            let mut image = vec![0u8; tables.image_len_max()];
+            let len = tables.export(&mut image).ok_or("the old room's image does not fit")?;
+            image.truncate(len);
+            image
+        };
+        let zone = self.zone.as_ref().ok_or("the zone was not initialised")?;
+        let mut locked = zone.lock().ok_or("the zone was not initialised")?;
+        let mut tables = locked.room().map_err(|e| e.to_string())?;
+        tables.import(&image, 0).map_err(|e| e.to_string())
+    }
+
+    /// Restores the room's new zone from its state file, at a start. Returns whether another
+    /// nginx still runs the room (then this one stands by). Runs in the master; every outcome
+    /// is logged.
+    fn restore(&self, log: *mut ngx_log_t) -> bool {
+        let Some(path) = self.state_path.as_ref() else { return false };
+        let name = &self.name;
+        let file = self.state_name();
+        let saved = match persist::read(path, self.tags()) {
+            Ok(Some(saved)) => saved,
+            Ok(None) => {
+                ngx_log_error!(
+                    NGX_LOG_NOTICE,
+                    log,
+                    "waiting room \"{name}\": no saved state in \"{file}\", the room starts empty"
+                );
+                return false;
+            }
+            Err(e) => {
+                self.refuse_file(log, &e.to_string(), !matches!(e, persist::Refused::Io(_)));
+                return false;
+            }
+        };
+        let standby = saved.owner.running(self.master_pid, wall_ms());
+        let shift = mono_ms() as i64 - saved.saved_mono as i64;
+        let imported = self.with_tables(|t| {
+            let r = t.import(&saved.image, shift);
+            if r.is_ok() {
+                t.set_standby(standby);
+            }
+            r
+        });
+        match imported {
+            Ok(Ok(Imported { sessions, tickets })) => {
+                let age = wall_ms().saturating_sub(saved.saved_wall_ms) / 1000;
+                ngx_log_error!(
+                    NGX_LOG_NOTICE,
+                    log,
+                    "waiting room \"{name}\": restored {sessions} sessions and {tickets} places \
+                     in line from \"{file}\", saved {age}s ago"
+                );
+                if standby {
+                    ngx_log_error!(
+                        NGX_LOG_NOTICE,
+                        log,
+                        "waiting room \"{name}\": nginx process {} still runs the room, this one \
+                         stands by until it stops (a binary upgrade)",
+                        saved.owner.pid
+                    );
+                }
+                standby
+            }
+            Ok(Err(e)) => {
+                self.refuse_file(log, &e.to_string(), true);
+                false
+            }
+            Err(e) => {
+                ngx_log_error!(NGX_LOG_ERR, log, "waiting room \"{name}\": {e}");
+                false
+            }
+        }
+    }
+
+    /// Logs that the state file was refused, and moves it aside when `aside`.
+    fn refuse_file(&self, log: *mut ngx_log_t, why: &str, aside: bool) {
+        let (name, file) = (&self.name, self.state_name());
+        let kept = match self.state_path.as_ref().filter(|_| aside).map(|p| persist::set_aside(p)) {
+            Some(Ok(to)) => format!(", it is kept as \"{}\"", to.display()),
+            Some(Err(e)) => format!(", and cannot be moved aside: {e}"),
+            None => String::new(),
+        };
+        ngx_log_error!(
+            NGX_LOG_ERR,
+            log,
+            "waiting room \"{name}\": state file \"{file}\" is not used, {why}; the room starts \
+             empty{kept}"
+        );
+    }
+
+    /// Opens the state file for this configuration (in the master, after the zone's init).
+    /// `start` says the room did not come from a running zone: the file may then be made anew,
+    /// larger, and this master owns it unless `standby`.
+    fn open_state(&self, log: *mut ngx_log_t, start: bool, standby: bool) -> bool {
+        let Some(path) = self.state_path.as_ref() else { return true };
+        let slot_len = match self.with_tables(|t| t.image_len_max()) {
+            Ok(n) => n as u64,
+            Err(_) => return false,
+        };
+        match StateFile::open(path, self.tags(), slot_len, start && !standby) {
+            Ok(sf) => {
+                if start && !standby {
+                    sf.reset_saver();
+                    sf.take(self.master_pid, wall_ms());
+                }
+                *self.state.borrow_mut() = Some(sf);
+                true
+            }
+            Err(e) => {
+                ngx_log_error!(
+                    NGX_LOG_EMERG,
+                    log,
+                    "waiting room \"{}\": cannot open state file \"{}\": {e}",
+                    self.name,
+                    self.state_name()
+                );
+                false
+            }
+        }
+    }
+
+    /// Saves the room's image to its state file, if it has one and runs the room. In a worker
+    /// (`Tick`, `Exit`) or in the master (`Stop`, and right after a start). With `Tick`, also
+    /// hands the room over: a room standing by takes over once the other nginx has stopped,
+    /// and a room whose file another nginx has taken stands by.
+    pub fn save(&self, log: *mut ngx_log_t, why: Save) {
+        let Ok(mut state) = self.state.try_borrow_mut() else { return };
+        let Some(sf) = state.as_mut() else { return };
+        let Some(zone) = self.zone.as_ref() else { return };
+        let (pid, now_wall) = (self.master_pid, wall_ms());
+        let owner = sf.owner();
+        let others = owner.running(pid, now_wall);
+        // SAFETY: a plain integer nginx sets when the process starts.
+        let me = u64::from(unsafe { nginx_sys::ngx_pid } as u32);
+        let name = &self.name;
+        let Some(mut locked) = zone.lock() else { return };
+        let Ok(mut tables) = locked.room() else { return };
+        if tables.standby() {
+            if others || why != Save::Tick {
+                return;
+            }
+            // The other nginx has stopped: its last image is the room.
+            let taken = match sf.read(self.tags()) {
+                Ok(Some(saved)) => {
+                    let shift = mono_ms() as i64 - saved.saved_mono as i64;
+                    let mut image_ok = false;
+                    tables.reset();
+                    if let Ok(i) = tables.import(&saved.image, shift) {
+                        image_ok = true;
+                        ngx_log_error!(
+                            NGX_LOG_NOTICE,
+                            log,
+                            "waiting room \"{name}\": takes over from nginx process {} with {} \
+                             sessions and {} places in line",
+                            owner.pid,
+                            i.sessions,
+                            i.tickets
+                        );
+                    }
+                    image_ok
+                }
+                _ => false,
+            };
+            if !taken {
+                ngx_log_error!(
+                    NGX_LOG_ERR,
+                    log,
+                    "waiting room \"{name}\": takes over from nginx process {} without its last \
+                     state, which cannot be read; the room goes on as it was restored",
+                    owner.pid
+                );
+            }
+            tables.set_standby(false);
+            sf.take(pid, now_wall);
+        } else if others && owner.pid != pid {
+            if why == Save::Tick {
+                ngx_log_error!(
+                    NGX_LOG_NOTICE,
+                    log,
+                    "waiting room \"{name}\": nginx process {} runs the room now, this one stands \
+                     by",
+                    owner.pid
+                );
+                tables.set_standby(true);
+            }
+            return;
+        } else if owner.pid != pid {
+            sf.take(pid, now_wall);
+        }
+        let Some((slot, buf)) = sf.begin(me, self.stamp, now_wall) else { return };
+        let len = tables.export(buf);
+        // The lock is released while the image is digested: the slot is this save's alone.
+        drop(locked);
+        let sealed = len.map(|l| (l, sf.seal(slot, l)));
+        if len.is_none() && self.state_log.ready(mono_ms(), 60_000) {
+            ngx_log_error!(
+                NGX_LOG_WARN,
+                log,
+                "waiting room \"{name}\": the room no longer fits in state file \"{}\" (made \
+                 for a smaller zone) and is not saved; the file is made larger at the next start",
+                self.state_name()
+            );
+        }
+        let Some(_relock) = zone.lock() else { return };
+        sf.commit(me, slot, sealed, (mono_ms(), now_wall));
+        if why == Save::Stop {
+            sf.release(pid);
+            let _ = sf.flush();
+        }
+    }
 }
 
 /// The zone's init callback: runs in the master at start and at every reload (`old` is the
@@ -365,23 +643,77 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_
         let (shm_zone, room) = unsafe { (&mut *shm_zone, &mut *((*shm_zone).data as *mut Room)) };
         let reused = !old.is_null() || shm_zone.shm.exists != 0;
         let max_active = room.settings.map_or(1, |s| s.max_active);
+        let log = shm_zone.shm.log;
+        // SAFETY: a plain integer nginx sets before reading the configuration.
+        let testing = unsafe { nginx_sys::ngx_test_config } != 0;
+        // SAFETY: a plain integer nginx sets when the process starts; this is the master.
+        room.master_pid = u64::from(unsafe { nginx_sys::ngx_pid } as u32);
         let Some(zone) = room.zone.as_mut() else { return Status::NGX_ERROR.into() };
         // SAFETY: as above: nginx's own record of this zone, mapped.
         let Ok(ready) = (unsafe { zone.init(shm_zone, reused, &room.name, max_active) }) else {
             return Status::NGX_ERROR.into();
         };
+        let (mut standby, mut carried) = (false, false);
+        if ready.fresh {
+            // SAFETY: in the master, while a configuration is read: the running one's zones
+            // are mapped, and their rooms alive.
+            let other = unsafe { shm::running_zone_of_other_size(shm_zone) };
+            if let Some(data) = other {
+                // SAFETY: a zone of ours: its data is the running configuration's room.
+                let old_room = unsafe { &*(data as *const Room) };
+                match room.carry_from(old_room) {
+                    Ok(Imported { sessions, tickets }) => {
+                        carried = true;
+                        ngx_log_error!(
+                            NGX_LOG_NOTICE,
+                            log,
+                            "waiting room zone \"{}\" resized: {sessions} sessions and {tickets} \
+                             places in line carried over",
+                            room.name
+                        );
+                    }
+                    Err(why) => {
+                        ngx_log_error!(
+                            NGX_LOG_EMERG,
+                            log,
+                            "waiting room zone \"{}\" cannot take the running room at its new \
+                             size: {why}; the running room is kept as it is",
+                            room.name
+                        );
+                        return Status::NGX_ERROR.into();
+                    }
+                }
+            } else if !testing {
+                standby = room.restore(log);
+            }
+        }
+        let key = match room.with_tables(|t| t.key().to_vec()) {
+            Ok(k) => k,
+            Err(_) => return Status::NGX_ERROR.into(),
+        };
         if ready.fresh && room.secret.is_none() {
             ngx_log_error!(
                 NGX_LOG_NOTICE,
-                shm_zone.shm.log,
+                log,
                 "waiting room \"{}\": no waiting_room_secret, cookies are signed with a random \
-                 key kept in the zone",
-                room.name
+                 key kept in the zone{}",
+                room.name,
+                if room.state_path.is_some() { " and its state file" } else { "" }
             );
         }
-        room.signer = Signer::new(room.secret.as_deref().unwrap_or(&ready.key), &room.name);
+        room.signer = Signer::new(room.secret.as_deref().unwrap_or(&key), &room.name);
         if room.signer.is_none() {
             return Status::NGX_ERROR.into();
+        }
+        if !testing {
+            let start = ready.fresh && !carried;
+            if !room.open_state(log, start, standby) {
+                return Status::NGX_ERROR.into();
+            }
+            if start && !standby {
+                // The restored room is in the (perhaps new) file before anyone is let in.
+                room.save(log, Save::Start);
+            }
         }
         Status::NGX_OK.into()
     })

@@ -1,5 +1,6 @@
 //! The sweep: a timer in every worker process, one per room, that ends expired sessions, drops
-//! timed-out and unclaimed tickets, calls the next tickets and samples the queue's pace.
+//! timed-out and unclaimed tickets, calls the next tickets and samples the queue's pace; and
+//! then saves the room to its state file, if it has one (one save a second among the workers).
 //!
 //! Every worker runs one, so the sweep goes on when a worker dies; a worker skips its turn when
 //! another swept less than half an interval ago, so the work is not doubled. Each sweep looks
@@ -17,7 +18,7 @@ use ngx::ngx_log_error;
 use crate::conf;
 use crate::core::guard;
 use crate::http;
-use crate::service::Room;
+use crate::service::{Room, Save};
 
 const INTERVAL_MS: u64 = 1000;
 /// Sessions and tickets one sweep may look at.
@@ -69,6 +70,17 @@ pub fn start(cycle: *mut ngx_cycle_t) {
     }
 }
 
+/// Saves every room with a state file: a worker (`Save::Exit`) or the master (`Save::Stop`)
+/// stopping.
+pub fn save_all(cycle: *mut ngx_cycle_t, why: Save) {
+    let Some(mcf) = conf::of_cycle(cycle) else { return };
+    for room in mcf.rooms() {
+        // SAFETY: the cycle being left, alive until the process exits.
+        let log = unsafe { (*cycle).log };
+        let _ = guard::catch(|| room.save(log, why));
+    }
+}
+
 extern "C" fn sweep(ev: *mut ngx_event_t) {
     // SAFETY: nginx calls the handler with the event `start` armed, whose data is the sweeper
     // that holds it, with a room of the worker's configuration.
@@ -78,6 +90,9 @@ extern "C" fn sweep(ev: *mut ngx_event_t) {
     let fired = guard::periodic(
         || {
             let _ = room.sweep(http::now().mono_ms, INTERVAL_MS, BUDGET);
+            if !stopping {
+                room.save(ev.log, Save::Tick);
+            }
         },
         stopping,
     );

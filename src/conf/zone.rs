@@ -3,12 +3,13 @@
 //! ```nginx
 //! waiting_room_zone zone=NAME:SIZE [max_active=N] [session=TIME] [idle=TIME]
 //!                   [queue_timeout=TIME] [claim_window=TIME] [heartbeat=TIME]
-//!                   [grace=TIME];                                                # http
+//!                   [grace=TIME] [state=FILE];                                   # http
 //! waiting_room_secret FILE;                                                      # http
 //! ```
 
 use core::ffi::{c_char, c_void};
 use core::fmt;
+use std::path::{Path, PathBuf};
 
 use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_parse_time, ngx_str_t};
 use ngx::core::NGX_CONF_ERROR;
@@ -54,6 +55,13 @@ pub enum ZoneError {
         len: usize,
     },
     DuplicateSecret,
+    /// `state=` names a file that cannot be one.
+    StateFile {
+        path: String,
+        why: String,
+    },
+    /// Two rooms name the same state file.
+    DuplicateState(String),
     /// nginx refused the zone, and said why.
     Refused,
 }
@@ -84,6 +92,10 @@ impl fmt::Display for ZoneError {
             ),
             ZoneError::DuplicateSecret => {
                 f.write_str("\"waiting_room_secret\" directive is duplicate")
+            }
+            ZoneError::StateFile { path, why } => write!(f, "state file \"{path}\" {why}"),
+            ZoneError::DuplicateState(path) => {
+                write!(f, "state file \"{path}\" is already used by another room")
             }
             ZoneError::Refused => f.write_str("cannot add the zone"),
         }
@@ -123,9 +135,10 @@ impl Given {
     }
 }
 
-/// The parameters of one `waiting_room_zone`.
-fn parse_zone(words: &[String]) -> Result<(String, Settings), ZoneError> {
+/// The parameters of one `waiting_room_zone`, and its `state=` file as written.
+fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), ZoneError> {
     let mut zone: Option<(String, usize)> = None;
+    let mut state: Option<String> = None;
     let mut max_active: u32 = 200;
     let mut timing = Timing {
         session_ms: 300_000,
@@ -182,6 +195,12 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings), ZoneError> {
                     _ => (heartbeat_ms, heartbeat) = (ms, given),
                 }
             }
+            "state" if !value.is_empty() && !value.contains('\0') => {
+                state = Some(value.to_owned());
+            }
+            "state" => {
+                return Err(ZoneError::InvalidValue { key: key.to_owned(), value: value.to_owned() })
+            }
             _ => return Err(ZoneError::InvalidParameter(a.clone())),
         }
     }
@@ -214,7 +233,32 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings), ZoneError> {
         let need_k = (Layout::min_region_len(max_active) + 16 * 4096) / 1024 + 1;
         return Err(ZoneError::TooSmallFor { name, max_active, need_k });
     }
-    Ok((name, Settings { size, max_active, timing, heartbeat_ms }))
+    Ok((name, Settings { size, max_active, timing, heartbeat_ms }, state))
+}
+
+/// The state file's full path (a relative one is taken from nginx's prefix, as nginx takes
+/// its paths), checked as far as it can be before nginx starts: its directory exists, and
+/// what is at the path, if anything, is a regular file.
+fn state_path(cf: *mut ngx_conf_t, given: &str) -> Result<PathBuf, ZoneError> {
+    let fail = |why: &str| ZoneError::StateFile { path: given.to_owned(), why: why.to_owned() };
+    let path = if given.starts_with('/') {
+        PathBuf::from(given)
+    } else {
+        // SAFETY: `cf` is the configuration being read; its cycle's prefix is set.
+        let prefix = unsafe { (*(*cf).cycle).prefix.as_bytes() };
+        Path::new(std::str::from_utf8(prefix).map_err(|_| fail("has a prefix that is not UTF-8"))?)
+            .join(given)
+    };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("/"));
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(fail("is in a directory that is not one")),
+        Err(e) => return Err(fail(&format!("is in a directory that cannot be used: {e}"))),
+    }
+    match std::fs::symlink_metadata(&path) {
+        Ok(m) if !m.is_file() => Err(fail("is not a regular file")),
+        _ => Ok(path),
+    }
 }
 
 pub extern "C" fn set_zone(
@@ -224,14 +268,22 @@ pub extern "C" fn set_zone(
 ) -> *mut c_char {
     handle(cf, || {
         let words: Vec<String> = args(cf).iter().skip(1).map(text).collect();
-        let (name, settings) = parse_zone(&words)?;
+        let (name, settings, state) = parse_zone(&words)?;
+        let state = state.map(|given| state_path(cf, &given)).transpose()?;
+        if let Some(path) = state.as_ref() {
+            let mcf = main_conf(cf).ok_or(ZoneError::Refused)?;
+            // SAFETY: every room in the list came from the configuration pool.
+            if mcf.rooms().any(|r| r.state_file() == Some(path.as_path())) {
+                return Err(ZoneError::DuplicateState(path.display().to_string()));
+            }
+        }
         let room = find_room(cf, &name).ok_or(ZoneError::Refused)?;
         // SAFETY: `room` came from the configuration pool and lives as long as it.
         let room = unsafe { &mut *room };
         if room.settings.is_some() {
             return Err(ZoneError::Duplicate(name));
         }
-        if !room.define(cf, settings) {
+        if !room.define(cf, settings, state) {
             return Err(ZoneError::Refused);
         }
         Ok(())

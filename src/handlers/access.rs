@@ -23,6 +23,9 @@ use crate::http::{self, Now};
 use crate::pages::{self, QueueView};
 use crate::service::{Decision, Outcome, Room};
 
+/// How soon a newcomer held while the room stands by asks again.
+const HELD_REFRESH_SECONDS: u64 = 3;
+
 /// How often a full line is logged again, per worker and room.
 const FULL_LOG_MS: u64 = 10_000;
 
@@ -92,6 +95,22 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
             };
             verdict::set(r, v);
             declined
+        }
+        // Standing by for a moment (a binary upgrade): at the back of the line as it is, with
+        // no ticket yet; the page asks again soon and gets one once this nginx takes over.
+        Outcome::Held { queue_length } => {
+            let position = queue_length + 1;
+            verdict::set(r, Verdict { status: Some("QUEUED"), position: Some(position), ..Verdict::default() });
+            let view = QueueView {
+                room: &room.name,
+                position,
+                queue_length,
+                eta_seconds: None,
+                refresh_seconds: HELD_REFRESH_SECONDS,
+                api: lcf.api(),
+            };
+            let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
+            respond(r, lcf.queue_status, HELD_REFRESH_SECONDS, body.as_bytes())
         }
         Outcome::Queued { position, queue_length, eta, new_ticket } => {
             if let Some(t) = new_ticket {

@@ -121,7 +121,7 @@ fn position(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now: 
             http::send_json(r, 200, &admitted)
         }
         Some(Outcome::Passed) => http::send_json(r, 200, &admitted),
-        Some(Outcome::Full { .. }) | None => http::send_json(
+        Some(Outcome::Full { .. } | Outcome::Held { .. }) | None => http::send_json(
             r,
             403,
             &json!({

@@ -38,6 +38,7 @@ fn status(r: &mut ngx_http_request_t) -> ngx_int_t {
         "called_unclaimed": snap.called,
         "called_late": snap.lapsed,
         "queue_capacity": snap.queue_capacity,
+        "standby": snap.standby,
         "session_capacity": snap.session_capacity,
         "admitted_total": snap.totals.admitted_total,
         "admitted_from_queue": snap.totals.admitted_from_queue,

@@ -41,8 +41,6 @@ pub struct Zone {
 
 /// What the zone's init found or made.
 pub struct Ready {
-    /// The random key kept in the zone, for rooms without a configured secret.
-    pub key: Vec<u8>,
     /// The room was laid out now (a new zone, or one that had to start again).
     pub fresh: bool,
 }
@@ -138,7 +136,7 @@ impl Zone {
             // still fail, while the running configuration's workers use the room.
             let why = match locked.room() {
                 Ok(room) if max_active <= room.session_capacity() => {
-                    return Ok(Ready { key: room.key().to_vec(), fresh: false });
+                    return Ok(Ready { fresh: false });
                 }
                 Ok(room) => format!(
                     "max_active={max_active} is more than the zone's session table holds ({})",
@@ -171,7 +169,7 @@ impl Zone {
         let room = unsafe { Room::create_shared(region, &layout, max_active, &key, epoch) };
         room.map_err(|_| InitFailed)?;
         drop(locked);
-        Ok(Ready { key: key.to_vec(), fresh: true })
+        Ok(Ready { fresh: true })
     }
 
     /// Takes the zone's lock. `None` before the zone was initialised (not in a started nginx).
@@ -250,5 +248,36 @@ impl Locked<'_> {
         // is dropped, which the borrow of `self` outlives the room's; every process accesses
         // the session slots atomically.
         unsafe { Room::attach_shared(self.region, self.len) }
+    }
+}
+
+/// The `data` of the running configuration's zone that has `shm_zone`'s name and tag but
+/// another size. nginx hands a zone's old data to its init only when the size is the same;
+/// for a zone whose size changed on reload, this finds the room to carry over.
+///
+/// # Safety
+/// Runs in the master while a configuration is read (`ngx_cycle` is then the running
+/// configuration's cycle, or the bare one of a start, with no zones), with `shm_zone` a zone
+/// of the configuration being read.
+pub unsafe fn running_zone_of_other_size(shm_zone: &ngx_shm_zone_t) -> Option<*mut c_void> {
+    // SAFETY: the caller's promise: `ngx_cycle` is a live cycle whose list of zones nginx
+    // built (or left empty); each entry is an `ngx_shm_zone_t`.
+    unsafe {
+        let cycle = nginx_sys::ngx_cycle.as_ref()?;
+        let mut part = &cycle.shared_memory.part;
+        loop {
+            let zones = part.elts as *const ngx_shm_zone_t;
+            for i in 0..part.nelts {
+                let z = &*zones.add(i);
+                if z.tag == shm_zone.tag
+                    && !z.data.is_null()
+                    && z.shm.size != shm_zone.shm.size
+                    && z.shm.name.as_bytes() == shm_zone.shm.name.as_bytes()
+                {
+                    return Some(z.data);
+                }
+            }
+            part = part.next.as_ref()?;
+        }
     }
 }
