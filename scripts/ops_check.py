@@ -965,11 +965,15 @@ async def op_upgrade(run, op):
     # Both run side by side for a moment, as in a real upgrade, then the old one's workers go.
     await asyncio.sleep(2.0)
     os.kill(old, signal.SIGWINCH)
+    # The new master is a child of the old one too.
+    old_workers = lambda: [k for k in children(old) if k != new]  # noqa: E731
     deadline = time.monotonic() + 15
-    while children(old) and time.monotonic() < deadline:
+    while old_workers() and time.monotonic() < deadline:
         await asyncio.sleep(0.05)
-    if children(old):
+    if old_workers():
         op["problems"].append("the old master's workers did not stop after WINCH")
+    else:
+        op["notes"].append(f"old workers gone {run.now() - op['t_start']:.1f}s after USR2 (WINCH)")
     await asyncio.sleep(1.0)
     os.kill(old, signal.SIGQUIT)
     deadline = time.monotonic() + 15

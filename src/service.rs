@@ -141,8 +141,6 @@ pub struct Room {
     /// The state file's path (`state=`), and the file, opened by the zone's init.
     state_path: Option<PathBuf>,
     state: RefCell<Option<StateFile>>,
-    /// The master process that read this configuration: the owner it writes in the state file.
-    master_pid: u64,
 }
 
 impl Room {
@@ -162,7 +160,6 @@ impl Room {
             state_log: Throttle::new(),
             state_path: None,
             state: RefCell::new(None),
-            master_pid: 0,
         }
     }
 
@@ -388,6 +385,19 @@ fn wall_ms() -> u64 {
     tp.sec.max(0) as u64 * 1000 + tp.msec as u64
 }
 
+/// The master process of this nginx (or the process itself without one): the owner written in
+/// the state file. Asked each time: a master that goes into the background changes its pid
+/// after reading the configuration.
+fn master_pid() -> u64 {
+    // SAFETY: plain integers nginx sets when the process starts.
+    let (process, pid) = unsafe { (nginx_sys::ngx_process as u32, nginx_sys::ngx_pid) };
+    if process == nginx_sys::NGX_PROCESS_WORKER {
+        u64::from(std::os::unix::process::parent_id())
+    } else {
+        u64::from(pid as u32)
+    }
+}
+
 fn mono_ms() -> u64 {
     // SAFETY: nginx's cached monotonic time, a plain integer it updates in this process.
     unsafe { nginx_sys::ngx_current_msec as u64 }
@@ -456,7 +466,7 @@ impl Room {
                 return false;
             }
         };
-        let standby = saved.owner.running(self.master_pid, wall_ms());
+        let standby = saved.owner.running(master_pid(), wall_ms());
         let shift = mono_ms() as i64 - saved.saved_mono as i64;
         let imported = self.with_tables(|t| {
             let r = t.import(&saved.image, shift);
@@ -524,8 +534,10 @@ impl Room {
         match StateFile::open(path, self.tags(), slot_len, start && !standby) {
             Ok(sf) => {
                 if start && !standby {
+                    // Owned by nobody until this nginx's first worker saves: the master may
+                    // still go into the background, as another process.
                     sf.reset_saver();
-                    sf.take(self.master_pid, wall_ms());
+                    sf.take(0, wall_ms());
                 }
                 *self.state.borrow_mut() = Some(sf);
                 true
@@ -551,7 +563,7 @@ impl Room {
         let Ok(mut state) = self.state.try_borrow_mut() else { return };
         let Some(sf) = state.as_mut() else { return };
         let Some(zone) = self.zone.as_ref() else { return };
-        let (pid, now_wall) = (self.master_pid, wall_ms());
+        let (pid, now_wall) = (master_pid(), wall_ms());
         let owner = sf.owner();
         let others = owner.running(pid, now_wall);
         // SAFETY: a plain integer nginx sets when the process starts.
@@ -608,7 +620,7 @@ impl Room {
                 tables.set_standby(true);
             }
             return;
-        } else if owner.pid != pid {
+        } else if owner.pid != pid && why != Save::Start {
             sf.take(pid, now_wall);
         }
         let Some((slot, buf)) = sf.begin(me, self.stamp, now_wall) else { return };
@@ -646,8 +658,6 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_
         let log = shm_zone.shm.log;
         // SAFETY: a plain integer nginx sets before reading the configuration.
         let testing = unsafe { nginx_sys::ngx_test_config } != 0;
-        // SAFETY: a plain integer nginx sets when the process starts; this is the master.
-        room.master_pid = u64::from(unsafe { nginx_sys::ngx_pid } as u32);
         let Some(zone) = room.zone.as_mut() else { return Status::NGX_ERROR.into() };
         // SAFETY: as above: nginx's own record of this zone, mapped.
         let Ok(ready) = (unsafe { zone.init(shm_zone, reused, &room.name, max_active) }) else {
