@@ -398,6 +398,7 @@ class Run:
         self.losses = []  # dicts
         self.failures = []  # (t, kind, what)
         self.anomalies = []
+        self.held = []  # (t, visitor): newcomers shown the line without a ticket yet
         self.admissions = []  # (visitor, session)
         self.ops = []  # dicts, the first is the baseline
         self.stop = asyncio.Event()
@@ -559,6 +560,11 @@ class Run:
                 self.ticket_ok(tk, r.sent, True)
                 self.refresh_from(tk, r)
                 return "wait"
+            if r.wr is None:
+                # Held: a room standing by (during a binary upgrade) shows the line but hands
+                # out no ticket yet; the page asks again after Retry-After.
+                self.held.append((r.received, v.n))
+                return "held"
             self.new_ticket(v, r)
             return "wait" if v.ticket else "retry"
         if r.status == 503 and wr == "REJECTED":
@@ -593,8 +599,11 @@ class Run:
                 elif nxt == "wait":
                     r = await self.wait(v, conn, rng)
                 else:
-                    # The line is full (503), or an answer that made no sense: again later.
-                    pause = rng.uniform(5, 10) if nxt == "full" else 2.0
+                    # Held (again after Retry-After), the line is full (503), or an answer that
+                    # made no sense: again later.
+                    ra = r.header("retry-after")
+                    pause = {"held": float(ra) if ra and ra.isdigit() else 2.0,
+                             "full": rng.uniform(5, 10)}.get(nxt, 2.0)
                     r = await self.load_page(v, conn) if await self.sleep_until(self.now() + pause) else None
         except Exception as e:  # noqa: BLE001 - recorded, and the run fails with too many
             v.error = f"{type(e).__name__}: {e}"
@@ -1186,7 +1195,7 @@ def row(run, i, wins, ov_status, ov_visit, invs, intervals):
     clipped = [(max(x, a), min(y, b)) for x, y, _, _ in intervals if x < b and y > a and min(y, b) > max(x, a)]
     most_visit, _ = max_overlap(clipped, b) if clipped else (0, None)
     maxes = []
-    for s in samples:
+    for s in around:
         if not maxes or maxes[-1] != s["max_sessions"]:
             maxes.append(s["max_sessions"])
     fails = [f for f in run.failures if inw(f[0])]
@@ -1212,6 +1221,7 @@ def row(run, i, wins, ov_status, ov_visit, invs, intervals):
         "failed_requests_connection": sum(1 for f in fails if f[1] == "conn"),
         "failed_requests_http": sum(1 for f in fails if f[1] == "http"),
         "status_errors": sum(1 for t in run.status_errors if inw(t)),
+        "held_without_ticket": sum(1 for t, _ in run.held if inw(t)),
         "admissions": sum(1 for _, s in run.admissions if inw(s.t_recv)),
         "notes": op["notes"],
         "problems": op["problems"],
@@ -1403,6 +1413,7 @@ def main():
             "status_samples": len(run.samples),
             "status_errors": len(run.status_errors),
             "failed_requests": len(run.failures),
+            "held_without_ticket": len(run.held),
             "anomalies": len(run.anomalies),
             "anomaly_examples": [f"+{t:.2f}s visitor {n}: {d}" for t, n, d in run.anomalies[:10]],
             "client_errors": errors[:10],
@@ -1457,7 +1468,11 @@ def main():
                          f"{r['admitted_reserved_before_lowering_visitors']} (status/visitors) admissions at or "
                          f"above the lowered max_active were tickets called before the reload (a slot reserved)")
         if r["room_started_anew"]:
-            extra.append("the room started anew (status counters went back)")
+            extra.append("the status counters went back: another room answered (a new zone, or two "
+                         "nginx side by side)")
+        if r["held_without_ticket"]:
+            extra.append(f"{r['held_without_ticket']} times a newcomer was shown the line without a ticket "
+                         f"(a room standing by), and asked again")
         if r["status_errors"]:
             extra.append(f"{r['status_errors']} status samples failed")
         if r["error"]:

@@ -294,12 +294,8 @@ impl StateFile {
         tmp.push(".new");
         let tmp = PathBuf::from(tmp);
         let _ = std::fs::remove_file(&tmp);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let file =
+            OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&tmp)?;
         file.set_len(HEAD_LEN + 2 * slot_len)?;
         // SAFETY: the file is ours, new and not yet at its path; the mapping is shared, as
         // everyone who maps the file means it to be, and is only reached through `StateFile`.

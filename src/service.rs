@@ -166,7 +166,12 @@ impl Room {
     /// Defines the room with `settings` and asks nginx for its zone. The room must stay at
     /// this address for the life of the configuration (nginx keeps a pointer to it). `false`
     /// when nginx refused the zone (it has logged why).
-    pub fn define(&mut self, cf: *mut ngx_conf_t, settings: Settings, state: Option<PathBuf>) -> bool {
+    pub fn define(
+        &mut self,
+        cf: *mut ngx_conf_t,
+        settings: Settings,
+        state: Option<PathBuf>,
+    ) -> bool {
         self.settings = Some(settings);
         self.state_path = state;
         self.stamp = settings_stamp();
@@ -195,10 +200,16 @@ impl Room {
     /// Runs `f` on the room's tables under the zone's lock, with this configuration's
     /// settings in force.
     pub fn with_tables<R>(&self, f: impl FnOnce(&mut Tables) -> R) -> Result<R, Unusable> {
+        self.tables(true, f)
+    }
+
+    /// Runs `f` on the room's tables under the zone's lock; with this configuration's settings
+    /// put in force when `adopt` (never in the master: a reload may still fail).
+    fn tables<R>(&self, adopt: bool, f: impl FnOnce(&mut Tables) -> R) -> Result<R, Unusable> {
         let zone = self.zone.as_ref().ok_or(Unusable::Uninitialised)?;
         let mut locked = zone.lock().ok_or(Unusable::Uninitialised)?;
         let mut tables = locked.room().map_err(Unusable::Corrupt)?;
-        if let Some(s) = self.settings {
+        if let Some(s) = self.settings.filter(|_| adopt) {
             tables.adopt_settings(s.max_active, self.stamp);
         }
         self.seen.set(Some((tables.layout(), tables.epoch())));
@@ -468,7 +479,7 @@ impl Room {
         };
         let standby = saved.owner.running(master_pid(), wall_ms());
         let shift = mono_ms() as i64 - saved.saved_mono as i64;
-        let imported = self.with_tables(|t| {
+        let imported = self.tables(false, |t| {
             let r = t.import(&saved.image, shift);
             if r.is_ok() {
                 t.set_standby(standby);
@@ -527,7 +538,7 @@ impl Room {
     /// larger, and this master owns it unless `standby`.
     fn open_state(&self, log: *mut ngx_log_t, start: bool, standby: bool) -> bool {
         let Some(path) = self.state_path.as_ref() else { return true };
-        let slot_len = match self.with_tables(|t| t.image_len_max()) {
+        let slot_len = match self.tables(false, |t| t.image_len_max()) {
             Ok(n) => n as u64,
             Err(_) => return false,
         };
@@ -697,7 +708,7 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_
                 standby = room.restore(log);
             }
         }
-        let key = match room.with_tables(|t| t.key().to_vec()) {
+        let key = match room.tables(false, |t| t.key().to_vec()) {
             Ok(k) => k,
             Err(_) => return Status::NGX_ERROR.into(),
         };

@@ -199,7 +199,10 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
                 state = Some(value.to_owned());
             }
             "state" => {
-                return Err(ZoneError::InvalidValue { key: key.to_owned(), value: value.to_owned() })
+                return Err(ZoneError::InvalidValue {
+                    key: key.to_owned(),
+                    value: value.to_owned(),
+                })
             }
             _ => return Err(ZoneError::InvalidParameter(a.clone())),
         }

@@ -84,10 +84,9 @@ impl core::fmt::Display for ImportError {
                 f,
                 "a session is in slot {slot}, and this zone's session table holds {capacity}"
             ),
-            ImportError::Tickets { span, capacity } => write!(
-                f,
-                "the line spans {span} places, and this zone's queue holds {capacity}"
-            ),
+            ImportError::Tickets { span, capacity } => {
+                write!(f, "the line spans {span} places, and this zone's queue holds {capacity}")
+            }
         }
     }
 }
@@ -149,8 +148,12 @@ impl Room<'_> {
             if s.id == 0 {
                 continue;
             }
-            let rec =
-                SessionRecord { slot: slot as u64, id: s.id, created: s.created, last_seen: s.last_seen };
+            let rec = SessionRecord {
+                slot: slot as u64,
+                id: s.id,
+                created: s.created,
+                last_seen: s.last_seen,
+            };
             write(out, at, &rec)?;
             at += SESSION_LEN;
             sessions += 1;
@@ -198,7 +201,8 @@ impl Room<'_> {
         self.tree.fill(0);
         let h = &mut *self.hdr;
         (h.active, h.called, h.lapsed, h.returned) = (0, 0, 0, 0);
-        (h.head, h.tail, h.live, h.ticket_sweep, h.last_sweep, h.session_sweep) = (0, 0, 0, 0, 0, 0);
+        (h.head, h.tail, h.live, h.ticket_sweep, h.last_sweep, h.session_sweep) =
+            (0, 0, 0, 0, 0, 0);
         h.stats = Counters::default();
         self.rebuild_free();
     }
@@ -318,7 +322,8 @@ impl Room<'_> {
         let head = if h.tail - h.head <= tcap { h.head } else { first };
         (hdr.head, hdr.tail, hdr.live) = (head, h.tail, h.tickets);
         hdr.ticket_sweep = h.ticket_sweep.clamp(head, h.tail);
-        hdr.session_sweep = if h.session_sweep < u64::from(cap) { h.session_sweep as u32 } else { 0 };
+        hdr.session_sweep =
+            if h.session_sweep < u64::from(cap) { h.session_sweep as u32 } else { 0 };
         hdr.last_sweep = shift(h.last_sweep, shift_ms);
         hdr.next_session_id = h.next_session_id;
         hdr.next_visitor = h.next_visitor;

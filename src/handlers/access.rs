@@ -100,7 +100,10 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
         // no ticket yet; the page asks again soon and gets one once this nginx takes over.
         Outcome::Held { queue_length } => {
             let position = queue_length + 1;
-            verdict::set(r, Verdict { status: Some("QUEUED"), position: Some(position), ..Verdict::default() });
+            verdict::set(
+                r,
+                Verdict { status: Some("QUEUED"), position: Some(position), ..Verdict::default() },
+            );
             let view = QueueView {
                 room: &room.name,
                 position,
