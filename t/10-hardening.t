@@ -29,7 +29,7 @@ use Test::Nginx::WaitingRoom qw/ get api code wr json status reload_to
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http proxy cache/)->plan(74);
+my $t = Test::Nginx->new()->has(qw/http proxy cache/)->plan(82);
 my $d = $t->testdir();
 
 # the error log the checks below write to
@@ -70,6 +70,19 @@ for my $c (@files) {
 # timings that contradict each other, and a room polling another's API
 
 my @cases = (
+	['state file in a missing directory',
+		'waiting_room_zone zone=r:1m state=no/such/dir/r.state;',
+		'state file "no/such/dir/r.state" is in a directory that cannot be used'],
+	['state file that is a directory',
+		'waiting_room_zone zone=r:1m state=/tmp;',
+		'state file "/tmp" is not a regular file'],
+	['state file of two rooms',
+		"waiting_room_zone zone=r:1m state=/tmp/wr-x.state;\n"
+		. 'waiting_room_zone zone=s:1m state=/tmp/wr-x.state;',
+		'state file "/tmp/wr-x.state" is already used by another room'],
+	['empty state file name',
+		'waiting_room_zone zone=r:1m state=;',
+		'invalid state value ""'],
 	['claim_window longer than queue_timeout',
 		'waiting_room_zone zone=r:1m claim_window=60s queue_timeout=30s;',
 		'"claim_window=60s" must not be longer than "queue_timeout=30s"'],
