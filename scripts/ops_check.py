@@ -33,7 +33,10 @@ operation):
   last request the room accepted for it), against the max_active in force (max_sessions of
   the status). After lowering max_active the people inside stay inside, so what is counted is
   admissions while at or above the max_active in force: certain ones only (from the status
-  counters between two samples, and from the visitors' certainly live sessions).
+  counters between two samples, and from the visitors' certainly live sessions). Tickets that
+  had been called before max_active was lowered (called_unclaimed of the status just before)
+  hold a slot reserved under the old figure and may claim it within claim_window: those
+  admissions are reported apart, not counted.
 - failed requests: connection errors and timeouts (expected while nginx is down, for stop and
   start) apart from HTTP errors (5xx).
 Lost, lapsed and expired places are attributed to the last operation performed between the last
@@ -399,6 +402,7 @@ class Run:
         self.failures = []  # (t, kind, what)
         self.anomalies = []
         self.held = []  # (t, visitor): newcomers shown the line without a ticket yet
+        self.resumed = []  # (t, visitor): a session or ticket refused once, then known again
         self.admissions = []  # (visitor, session)
         self.ops = []  # dicts, the first is the baseline
         self.stop = asyncio.Event()
@@ -458,9 +462,15 @@ class Run:
             verdict = "expired"
         else:
             verdict = "lost" if gap < IDLE else "expired"
-        self.losses.append({"kind": kind, "visitor": v.n, "how": how, "verdict": verdict,
-                            "t_ok": round(last_ok, 3), "t_detect": round(r_sent, 3),
-                            "gap": round(gap, 3)})
+        loss = {"kind": kind, "visitor": v.n, "how": how, "verdict": verdict,
+                "t_ok": round(last_ok, 3), "t_detect": round(r_sent, 3), "gap": round(gap, 3)}
+        # What the place was, for looking it up in nginx's access log.
+        if kind == "ticket" and v.ticket is not None:
+            loss["place"] = {"ticket": v.ticket.number, "joined_at": round(v.ticket.t_join, 3)}
+        elif kind == "session" and v.session is not None:
+            s = v.session
+            loss["place"] = {"slot": s.slot, "session": s.sid, "how": s.how, "admitted_at": round(s.t_recv, 3)}
+        self.losses.append(loss)
         return verdict
 
     def end_ticket(self, v, end, t):
@@ -534,6 +544,13 @@ class Run:
                 return "browse"
             if wr == "ADMITTED":
                 self.new_session(v, r, "queue" if r.header("x-wr-wait") is not None else "direct")
+            elif wr == "PASSED" and (tok := token(v.jar.get(COOKIE, ""))) and tok[0] == 2:
+                # The cookie the visitor was told was void works again (a room that answered
+                # 403 for a session it did not know yet): carry on with it. Not an admission.
+                v.session = Session(epoch=tok[3], slot=tok[1], sid=tok[2], how="resumed", t_sent=r.sent,
+                                    t_recv=r.received, last_ok_sent=r.sent)
+                v.sessions.append(v.session)
+                self.resumed.append((r.received, v.n))
             else:
                 self.anomalies.append((r.received, v.n, f"origin page without admission (X-WR {wr})"))
                 if isinstance(r.wr, tuple) and r.wr[0] == 2:
@@ -559,6 +576,14 @@ class Run:
                     return "wait" if v.ticket else "retry"
                 self.ticket_ok(tk, r.sent, True)
                 self.refresh_from(tk, r)
+                return "wait"
+            if r.wr is None and (tok := token(v.jar.get(COOKIE, ""))) and tok[0] == 1:
+                # The ticket the visitor was told was void works again (a room that answered
+                # "none" for a ticket it did not know yet): back in line with it.
+                v.ticket = Ticket(number=tok[1], epoch=tok[3], t_join=r.received, last_ok_sent=r.sent)
+                v.tickets.append(v.ticket)
+                self.refresh_from(v.ticket, r)
+                self.resumed.append((r.received, v.n))
                 return "wait"
             if r.wr is None:
                 # Held: a room standing by (during a binary upgrade) shows the line but hands
@@ -1018,16 +1043,17 @@ async def operator(run, args, support):
             label = f"(c) reload zone size {run.ngx.size}->2m"
         supported = name not in NEED_STATE or support["state"]
         op = {"name": name, "label": label, "supported": supported, "performed": False,
+              "unsupported": "" if supported else support["short"],
               "t_start": round(run.now(), 3), "notes": [], "problems": [], "error": None,
               "log_offset": log_size(run.ngx)}
-        print_row(run, run.ops[-1], final=False)
+        print_row(run, run.ops[-1])
         if not supported and args.skip_unsupported:
-            op["notes"].append("skipped: not supported by this build")
+            op["notes"].append(f"skipped: {support['short']}")
             run.ops.append(op)
             continue
         run.ops.append(op)
         print(f"[{now_wall()} +{run.now():5.1f}s] {label}" +
-              ("" if supported else f" (not supported by this build: {support['why']}; measured anyway)"),
+              ("" if supported else f" ({support['short']}: {support['why']}; measured anyway)"),
               flush=True)
         try:
             await fn(run, op)
@@ -1047,7 +1073,7 @@ async def operator(run, args, support):
             break
         if not await run.sleep_until(run.now() + args.settle):
             break
-    print_row(run, run.ops[-1], final=False)
+    print_row(run, run.ops[-1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1203,6 +1229,7 @@ def row(run, i, wins, ov_status, ov_visit, invs, intervals):
         "operation": op["label"],
         "name": op["name"],
         "supported": op["supported"],
+        "unsupported": op.get("unsupported", ""),
         "performed": op["performed"],
         "window": [round(a, 1), round(b, 1)],
         "tickets_lost": count("ticket", "lost"),
@@ -1222,6 +1249,7 @@ def row(run, i, wins, ov_status, ov_visit, invs, intervals):
         "failed_requests_http": sum(1 for f in fails if f[1] == "http"),
         "status_errors": sum(1 for t in run.status_errors if inw(t)),
         "held_without_ticket": sum(1 for t, _ in run.held if inw(t)),
+        "refused_then_known_again": sum(1 for t, _ in run.resumed if inw(t)),
         "admissions": sum(1 for _, s in run.admissions if inw(s.t_recv)),
         "notes": op["notes"],
         "problems": op["problems"],
@@ -1263,20 +1291,23 @@ HEAD2 = (f"{'':<36} {'lost':>7} {'lost':>8} {'inv.':>4} {'status/vis.':>11} {'in
 
 
 def fmt_row(r):
+    if r["result"] == "SKIPPED":
+        return f"{r['operation']:<36} {'-':>7} {'-':>8} {'-':>4} {'-':>11} {'-':>10} {'-':>7} {'-':>15}  " \
+               f"{r['unsupported']} (skipped)"
     mi = f"{'-' if r['most_inside_status'] is None else r['most_inside_status']}/{r['most_inside_visitors']}"
     ma = "->".join(map(str, r["max_active_in_force"])) or "-"
     ad = f"{r['admitted_at_or_above_max_status']}/{r['admitted_at_or_above_max_visitors']}"
     fr = f"{r['failed_requests_connection']}/{r['failed_requests_http']}"
     res = r["result"]
     if res == "UNSUPPORTED":
-        res = "not supported by this build"
+        res = r["unsupported"]
     elif res == "SKIPPED":
-        res = "not supported by this build (skipped)"
+        res = f"{r['unsupported']} (skipped)"
     return (f"{r['operation']:<36} {r['tickets_lost']:>7} {r['sessions_lost']:>8} {r['fifo_inversions']:>4} "
             f"{mi:>11} {ma:>10} {ad:>7} {fr:>15}  {res}")
 
 
-def print_row(run, op, final):
+def print_row(run, op):
     i = run.ops.index(op)
     rows = compute_rows(run, run.now())
     r = rows[i]
@@ -1345,13 +1376,14 @@ def main():
         pass
     started = time.monotonic()
     ngx = Nginx(args)
-    support = {"state": False, "why": ""}
+    support = {"state": False, "why": "", "short": ""}
     try:
         if args.state:
             ok, why = ngx.detect_state()
-            support = {"state": ok, "why": why}
+            support = {"state": ok, "why": why, "short": "" if ok else "not supported by this build"}
         else:
-            support = {"state": False, "why": "OPS_STATE=0: run without a state file"}
+            support = {"state": False, "why": "OPS_STATE=0: run without a state file",
+                       "short": "not checked: no state file (OPS_STATE=0)"}
         ngx.state = support["state"]
         ngx.write()
         r = ngx.run("-t")
@@ -1368,7 +1400,7 @@ def main():
     print(f"    state file: {'yes, ' + ngx.prefix + 'sale.state' if ngx.state else 'no'} ({support['why']})")
     unsupported = [OP_INFO[o][0] for o in args.ops if o in NEED_STATE and not ngx.state]
     if unsupported:
-        print(f"    not supported by this build (no state file): {', '.join(unsupported)}"
+        print(f"    {support['short']}: {', '.join(unsupported)}"
               + (" -- skipped" if args.skip_unsupported else " -- performed and measured, not counted"))
     print(f"==> {args.visitors} visitors (40% in the first 4 s, then steadily); operations: "
           f"{', '.join(args.ops)}, {args.warmup:g}s of load before the first and {args.settle:g}s after each",
@@ -1473,6 +1505,10 @@ def main():
         if r["held_without_ticket"]:
             extra.append(f"{r['held_without_ticket']} times a newcomer was shown the line without a ticket "
                          f"(a room standing by), and asked again")
+        if r["refused_then_known_again"]:
+            extra.append(f"{r['refused_then_known_again']} times a ticket told none or a session refused (403) "
+                         f"was known again later with the same cookie (the refusal still counts as lost: the "
+                         f"queue page reloads on none, heartbeat.js stops beating on a 403)")
         if r["status_errors"]:
             extra.append(f"{r['status_errors']} status samples failed")
         if r["error"]:
@@ -1503,7 +1539,7 @@ def main():
     else:
         bad = [r["operation"] for r in counted if r["result"] != "PASS"]
         print(f"==> {'FAIL: ' + ', '.join(bad) if bad else 'PASS: nobody lost their place'}"
-              + (f" (not supported by this build, not counted: {', '.join(unsupported)})" if unsupported else ""))
+              + (f" ({support['short']}, not counted: {', '.join(unsupported)})" if unsupported else ""))
     return code
 
 
