@@ -349,6 +349,18 @@ fn decide_locked(
     join: bool,
     t: &Timing,
 ) -> Option<Outcome> {
+    if rm.standby() {
+        return decide_standing_by(rm, token, join);
+    }
+    match token {
+        Some(Token { kind: Kind::Session, number, id, .. })
+            if number <= u64::from(u32::MAX)
+                && rm.adopt_session(SessionRef { slot: number as u32, id }, now_ms) =>
+        {
+            return Some(Outcome::Passed);
+        }
+        _ => {}
+    }
     match token {
         Some(Token { kind: Kind::Session, number, id, .. })
             if number <= u64::from(u32::MAX)
@@ -388,6 +400,29 @@ fn decide_locked(
         Entry::Full => Outcome::Full { queue_length: rm.queue_length() },
         Entry::Held => Outcome::Held { queue_length: rm.queue_length() },
     })
+}
+
+/// What a room standing by (for the nginx that still runs it, during a binary upgrade) says:
+/// the running room decides, and its cookies are trusted for the few seconds until this one
+/// takes over with its last state. A session passes; a ticket hears the place it had when
+/// last saved, or, if it is newer than that, the back of the line; nobody gets a new place.
+fn decide_standing_by(rm: &mut Tables, token: Option<Token>, join: bool) -> Option<Outcome> {
+    let queue_length = rm.queue_length();
+    match token {
+        Some(Token { kind: Kind::Session, .. }) => Some(Outcome::Passed),
+        Some(Token { kind: Kind::Ticket, number, visitor, .. }) => {
+            match rm.position(TicketRef { number, visitor }) {
+                Some(position) => Some(Outcome::Queued {
+                    position,
+                    queue_length,
+                    eta: rm.eta_seconds(position),
+                    new_ticket: None,
+                }),
+                None => Some(Outcome::Held { queue_length }),
+            }
+        }
+        None => join.then_some(Outcome::Held { queue_length }),
+    }
 }
 
 /// Wall-clock milliseconds, for the state file's dates.
@@ -452,7 +487,9 @@ impl Room {
         let zone = self.zone.as_ref().ok_or("the zone was not initialised")?;
         let mut locked = zone.lock().ok_or("the zone was not initialised")?;
         let mut tables = locked.room().map_err(|e| e.to_string())?;
-        tables.import(&image, 0).map_err(|e| e.to_string())
+        let imported = tables.import(&image, 0).map_err(|e| e.to_string())?;
+        tables.carried_over();
+        Ok(imported)
     }
 
     /// Restores the room's new zone from its state file, at a start. Returns whether another
@@ -583,6 +620,18 @@ impl Room {
         let Some(mut locked) = zone.lock() else { return };
         let Ok(mut tables) = locked.room() else { return };
         if tables.standby() {
+            if others && why == Save::Tick {
+                // Follow the running room's saves, so that what it did since this one started
+                // is known here too.
+                if let Ok(Some(saved)) = sf.read(self.tags()) {
+                    let shift = mono_ms() as i64 - saved.saved_mono as i64;
+                    tables.reset();
+                    if tables.import(&saved.image, shift).is_err() {
+                        tables.reset();
+                    }
+                    tables.set_standby(true);
+                }
+            }
             if others || why != Save::Tick {
                 return;
             }

@@ -204,6 +204,7 @@ impl Room<'_> {
         (h.head, h.tail, h.live, h.ticket_sweep, h.last_sweep, h.session_sweep) =
             (0, 0, 0, 0, 0, 0);
         h.stats = Counters::default();
+        h.adopt_from = 0;
         self.rebuild_free();
     }
 

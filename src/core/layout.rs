@@ -29,7 +29,7 @@ use super::stats::Counters;
 
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ngxWRoom");
 /// Bump whenever the layout of any `#[repr(C)]` struct here changes.
-pub const LAYOUT_VERSION: u32 = 5;
+pub const LAYOUT_VERSION: u32 = 6;
 /// Longest random key kept in the region.
 pub const KEY_MAX: usize = 64;
 /// The smallest queue a region may hold.
@@ -42,6 +42,12 @@ pub const BYTES_PER_SESSION: usize = size_of::<SessionSlot>() + size_of::<u32>()
 /// room as it is: the table holds twice `max_active`, at least this many more, as long as
 /// that takes no more than an eighth of the region.
 const SESSION_HEADROOM_MIN: u32 = 64;
+
+/// How many session ids are set aside, at a carry-over, for those the old zone may still hand
+/// out; ticket visitors are set apart likewise by [`VISITOR_GAP`], so that nobody's cookie can
+/// name somebody else's place.
+pub const ADOPT_SPAN: u64 = 1 << 32;
+pub const VISITOR_GAP: u64 = 1 << 24;
 
 /// The room's time limits, from the configuration, in milliseconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -181,6 +187,10 @@ pub(super) struct Header {
     /// `Room::set_standby`).
     pub standby: u32,
     pub _pad: u32,
+    /// Session ids from here on, up to [`ADOPT_SPAN`] more, were handed out by the zone this
+    /// room was carried over from, after the carry-over (its workers go on for a moment
+    /// after a reload): such a session is taken in when it comes back. 0 when none.
+    pub adopt_from: u64,
     pub stats: Counters,
 }
 

@@ -22,8 +22,8 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use super::fenwick;
 use super::layout::{
-    read_layout, AttachError, Header, Layout, Session, SessionSlot, TicketSlot, Timing, CALLED,
-    FREE, KEY_MAX, LAPSED, LAYOUT_VERSION, MAGIC, RECALLED, RETURNED, WAITING,
+    read_layout, AttachError, Header, Layout, Session, SessionSlot, TicketSlot, Timing, ADOPT_SPAN,
+    CALLED, FREE, KEY_MAX, LAPSED, LAYOUT_VERSION, MAGIC, RECALLED, RETURNED, VISITOR_GAP, WAITING,
 };
 use super::stats::{Counters, Totals};
 
@@ -253,6 +253,7 @@ impl<'a> Room<'a> {
             settings_stamp: 0,
             standby: 0,
             _pad: 0,
+            adopt_from: 0,
             stats: Counters::default(),
         };
         for (i, f) in room.free.iter_mut().enumerate() {
@@ -389,6 +390,47 @@ impl<'a> Room<'a> {
         self.close_session(r.slot);
         self.hdr.stats.totals.sessions_left += 1;
         self.promote(now, t);
+        true
+    }
+
+    /// Marks this room as carried over from another zone that its workers may still use for
+    /// a moment: the ids and visitor numbers that zone goes on handing out are set apart from
+    /// this room's own, and the sessions it admits meanwhile are taken in when they come back
+    /// ([`Room::adopt_session`]).
+    pub fn carried_over(&mut self) {
+        let h = &mut *self.hdr;
+        h.adopt_from = h.next_session_id;
+        h.next_session_id = h.next_session_id.wrapping_add(ADOPT_SPAN).max(1);
+        h.next_visitor = h.next_visitor.wrapping_add(VISITOR_GAP);
+        // The old zone hands out its lowest free slots first: this room starts from the
+        // highest, so that the sessions the old one admits meanwhile find their slots free.
+        let top = (h.free_top as usize).min(self.free.len());
+        self.free[..top].reverse();
+    }
+
+    /// Takes in session `r`, admitted by the zone this room was carried over from after the
+    /// carry-over, into its own slot when that is free. `false` when it is not such a session
+    /// or its slot is taken.
+    pub fn adopt_session(&mut self, r: SessionRef, now: u64) -> bool {
+        let from = self.hdr.adopt_from;
+        if from == 0 || r.id < from || r.id - from >= ADOPT_SPAN {
+            return false;
+        }
+        let Some(s) = self.sessions.get(r.slot as usize) else { return false };
+        if s.id.load(Relaxed) != 0 {
+            return false;
+        }
+        let Some(at) = self.free[..self.hdr.free_top as usize].iter().position(|&f| f == r.slot)
+        else {
+            return false;
+        };
+        let top = self.hdr.free_top as usize - 1;
+        self.free.swap(at, top);
+        self.hdr.free_top -= 1;
+        s.created.store(now, Relaxed);
+        s.last_seen.store(now, Relaxed);
+        s.id.store(r.id, Relaxed);
+        self.hdr.active += 1;
         true
     }
 

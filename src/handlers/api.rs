@@ -121,7 +121,20 @@ fn position(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now: 
             http::send_json(r, 200, &admitted)
         }
         Some(Outcome::Passed) => http::send_json(r, 200, &admitted),
-        Some(Outcome::Full { .. } | Outcome::Held { .. }) | None => http::send_json(
+        // Standing by during a binary upgrade, for a ticket newer than the room's last save:
+        // at the back of the line for the few seconds until this nginx takes over.
+        Some(Outcome::Held { queue_length }) => http::send_json(
+            r,
+            200,
+            &json!({
+                "state": "queued",
+                "position": queue_length + 1,
+                "queue_length": queue_length,
+                "eta_seconds": null,
+                "refresh_seconds": 3,
+            }),
+        ),
+        Some(Outcome::Full { .. }) | None => http::send_json(
             r,
             403,
             &json!({
