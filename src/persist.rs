@@ -105,7 +105,18 @@ impl Owner {
             && self.pid != me
             && !self.released
             && now_wall_ms.abs_diff(self.beat_wall_ms) < OWNER_STALE_MS
-            && Path::new(&format!("/proc/{}", self.pid)).exists()
+            && alive(self.pid)
+    }
+}
+
+/// Whether process `pid` exists and is not a zombie (killed, not yet reaped by its parent).
+fn alive(pid: u64) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !matches!(rest.trim_start().chars().next(), Some('Z' | 'X'))),
+        Err(_) => false,
     }
 }
 
@@ -133,16 +144,30 @@ pub enum Refused {
 impl fmt::Display for Refused {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Refused::Io(e) => write!(f, "it cannot be read: {e}"),
+            Refused::Io(e) => write!(f, "it cannot be read ({})", os_error(e)),
             Refused::NotAStateFile => f.write_str("it is not a waiting room state file"),
             Refused::OtherFormat(v) => {
                 write!(f, "it has format {v}, this module reads format {FILE_FORMAT}")
             }
             Refused::OtherRoom => f.write_str("it was saved by another room"),
-            Refused::OtherSecret => f.write_str("it was saved with another waiting_room_secret"),
+            Refused::OtherSecret => {
+                f.write_str("it was saved with another waiting_room_secret, or with none")
+            }
             Refused::Truncated => f.write_str("it is truncated"),
             Refused::Damaged => f.write_str("its content does not match its checksum"),
         }
+    }
+}
+
+/// An I/O error as nginx writes one: "2: No such file or directory".
+pub fn os_error(e: &io::Error) -> String {
+    let text = e.to_string();
+    match e.raw_os_error() {
+        Some(code) => {
+            let msg = text.split(" (os error").next().unwrap_or(&text);
+            format!("{code}: {msg}")
+        }
+        None => text,
     }
 }
 

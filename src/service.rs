@@ -141,6 +141,8 @@ pub struct Room {
     /// The state file's path (`state=`), and the file, opened by the zone's init.
     state_path: Option<PathBuf>,
     state: RefCell<Option<StateFile>>,
+    /// The state file is not used (what is at its path is no state file).
+    state_off: Cell<bool>,
 }
 
 impl Room {
@@ -160,6 +162,7 @@ impl Room {
             state_log: Throttle::new(),
             state_path: None,
             state: RefCell::new(None),
+            state_off: Cell::new(false),
         }
     }
 
@@ -509,6 +512,18 @@ impl Room {
                 );
                 return false;
             }
+            Err(persist::Refused::NotAStateFile) => {
+                // Perhaps another file named by mistake (a key, a page): left as it is, and
+                // the room is not saved over it.
+                ngx_log_error!(
+                    NGX_LOG_ERR,
+                    log,
+                    "waiting room \"{name}\": \"{file}\" is not a waiting room state file and is \
+                     left as it is; the room starts empty and is not saved"
+                );
+                self.state_off.set(true);
+                return false;
+            }
             Err(e) => {
                 self.refuse_file(log, &e.to_string(), !matches!(e, persist::Refused::Io(_)));
                 return false;
@@ -519,6 +534,9 @@ impl Room {
         let imported = self.tables(false, |t| {
             let r = t.import(&saved.image, shift);
             if r.is_ok() {
+                // What was handed out after the last save (after a crash) names nobody's place
+                // here, and sessions admitted then are taken in when they come back.
+                t.carried_over();
                 t.set_standby(standby);
             }
             r
@@ -559,7 +577,7 @@ impl Room {
         let (name, file) = (&self.name, self.state_name());
         let kept = match self.state_path.as_ref().filter(|_| aside).map(|p| persist::set_aside(p)) {
             Some(Ok(to)) => format!(", it is kept as \"{}\"", to.display()),
-            Some(Err(e)) => format!(", and cannot be moved aside: {e}"),
+            Some(Err(e)) => format!(", and cannot be moved aside ({})", persist::os_error(&e)),
             None => String::new(),
         };
         ngx_log_error!(
@@ -574,7 +592,9 @@ impl Room {
     /// `start` says the room did not come from a running zone: the file may then be made anew,
     /// larger, and this master owns it unless `standby`.
     fn open_state(&self, log: *mut ngx_log_t, start: bool, standby: bool) -> bool {
-        let Some(path) = self.state_path.as_ref() else { return true };
+        let Some(path) = self.state_path.as_ref().filter(|_| !self.state_off.get()) else {
+            return true;
+        };
         let slot_len = match self.tables(false, |t| t.image_len_max()) {
             Ok(n) => n as u64,
             Err(_) => return false,
@@ -594,9 +614,10 @@ impl Room {
                 ngx_log_error!(
                     NGX_LOG_EMERG,
                     log,
-                    "waiting room \"{}\": cannot open state file \"{}\": {e}",
+                    "waiting room \"{}\": cannot open state file \"{}\" ({})",
                     self.name,
-                    self.state_name()
+                    self.state_name(),
+                    persist::os_error(&e)
                 );
                 false
             }
@@ -642,6 +663,7 @@ impl Room {
                     let mut image_ok = false;
                     tables.reset();
                     if let Ok(i) = tables.import(&saved.image, shift) {
+                        tables.carried_over();
                         image_ok = true;
                         ngx_log_error!(
                             NGX_LOG_NOTICE,
@@ -681,6 +703,24 @@ impl Room {
             }
             return;
         } else if owner.pid != pid && why != Save::Start {
+            // Saved last by another nginx that has stopped (this one was rolled back to after
+            // a binary upgrade): its image is newer than this room, which goes on from it.
+            if owner.pid != 0 {
+                if let Ok(Some(saved)) = sf.read(self.tags()) {
+                    let shift = mono_ms() as i64 - saved.saved_mono as i64;
+                    tables.reset();
+                    if tables.import(&saved.image, shift).is_ok() {
+                        tables.carried_over();
+                        ngx_log_error!(
+                            NGX_LOG_NOTICE,
+                            log,
+                            "waiting room \"{name}\": goes on from the state nginx process {} \
+                             saved last",
+                            owner.pid
+                        );
+                    }
+                }
+            }
             sf.take(pid, now_wall);
         }
         let Some((slot, buf)) = sf.begin(me, self.stamp, now_wall) else { return };

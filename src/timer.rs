@@ -66,6 +66,10 @@ pub fn start(cycle: *mut ngx_cycle_t) {
                 "waiting room \"{}\": sweep timer started",
                 room.name
             );
+            // A first save at once: it writes this nginx's master in the state file as the
+            // room's owner, before a binary upgrade could start another.
+            let log = (*cycle).log;
+            let _ = guard::catch(|| room.save(log, Save::Tick));
         }
     }
 }

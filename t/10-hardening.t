@@ -72,13 +72,13 @@ for my $c (@files) {
 my @cases = (
 	['state file in a missing directory',
 		'waiting_room_zone zone=r:1m state=no/such/dir/r.state;',
-		'state file "no/such/dir/r.state" is in a directory that cannot be used'],
+		'no/such/dir/r.state" is in a directory that cannot be used (2: No such file or directory)'],
 	['state file that is a directory',
 		'waiting_room_zone zone=r:1m state=/tmp;',
 		'state file "/tmp" is not a regular file'],
 	['state file of two rooms',
 		"waiting_room_zone zone=r:1m state=/tmp/wr-x.state;\n"
-		. 'waiting_room_zone zone=s:1m state=/tmp/wr-x.state;',
+		. 'waiting_room_zone zone=s:1m state=/tmp/../tmp/wr-x.state;',
 		'state file "/tmp/wr-x.state" is already used by another room'],
 	['empty state file name',
 		'waiting_room_zone zone=r:1m state=;',

@@ -150,9 +150,16 @@ for my $case (sort keys %bad) {
 	$t->write_file('r.state', $bad{$case});
 	unlink "$file.refused";
 	$t->run();
-	like($t->read_file('error.log'),
-		qr/\[error\].*state file ".*r\.state" is not used, \Q$why{$case}\E; the room starts empty, it is kept as ".*r\.state\.refused"/,
-		"$case: refused");
+	if ($case eq 'not a state file') {
+		# perhaps another file named by mistake: left as it is, not saved over
+		like($t->read_file('error.log'),
+			qr/\[error\].*".*r\.state" is not a waiting room state file and is left as it is; the room starts empty and is not saved/,
+			"$case: refused");
+	} else {
+		like($t->read_file('error.log'),
+			qr/\[error\].*state file ".*r\.state" is not used, \Q$why{$case}\E; the room starts empty, it is kept as ".*r\.state\.refused"/,
+			"$case: refused");
+	}
 	unlike(get('/page.html', $v{B}), qr/^X-WR: PASSED/m,
 		"$case: nobody in on an old cookie");
 	$t->stop();
@@ -164,7 +171,7 @@ $t->write_file('r.state', $good);
 $t->write_file('secret.key', 'z' x 40);
 $t->run();
 like($t->read_file('error.log'),
-	qr/\[error\].*is not used, it was saved with another waiting_room_secret/,
+	qr/\[error\].*is not used, it was saved with another waiting_room_secret, or with none/,
 	'another secret: refused');
 is(join(' ', @{status()}{qw/ active_sessions queue_length joined_total /}),
 	'0 0 0', 'another secret: starts empty');

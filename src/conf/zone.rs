@@ -18,6 +18,7 @@ use super::common::{
     args, find_room, handle, main_conf, read_conf_file, text, valid_room_name, FileProblem,
 };
 use crate::core::layout::{Layout, Timing};
+use crate::persist;
 use crate::service::Settings;
 
 /// Shortest accepted `waiting_room_secret`, in bytes.
@@ -243,22 +244,30 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
 /// its paths), checked as far as it can be before nginx starts: its directory exists, and
 /// what is at the path, if anything, is a regular file.
 fn state_path(cf: *mut ngx_conf_t, given: &str) -> Result<PathBuf, ZoneError> {
-    let fail = |why: &str| ZoneError::StateFile { path: given.to_owned(), why: why.to_owned() };
+    let early = |why: &str| ZoneError::StateFile { path: given.to_owned(), why: why.to_owned() };
     let path = if given.starts_with('/') {
         PathBuf::from(given)
     } else {
         // SAFETY: `cf` is the configuration being read; its cycle's prefix is set.
         let prefix = unsafe { (*(*cf).cycle).prefix.as_bytes() };
-        Path::new(std::str::from_utf8(prefix).map_err(|_| fail("has a prefix that is not UTF-8"))?)
+        Path::new(std::str::from_utf8(prefix).map_err(|_| early("has a prefix that is not UTF-8"))?)
             .join(given)
     };
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("/"));
-    match std::fs::metadata(dir) {
-        Ok(m) if m.is_dir() => {}
+    let shown = path.display().to_string();
+    let fail = |why: &str| ZoneError::StateFile { path: shown.clone(), why: why.to_owned() };
+    // The directory as the system names it, so that one file spelled two ways is one file.
+    let dir = match std::fs::canonicalize(dir) {
+        Ok(d) if d.is_dir() => d,
         Ok(_) => return Err(fail("is in a directory that is not one")),
-        Err(e) => return Err(fail(&format!("is in a directory that cannot be used: {e}"))),
-    }
-    match std::fs::symlink_metadata(&path) {
+        Err(e) => {
+            let why = format!("is in a directory that cannot be used ({})", persist::os_error(&e));
+            return Err(fail(&why));
+        }
+    };
+    let Some(name) = path.file_name() else { return Err(fail("names no file")) };
+    let path = dir.join(name);
+    match std::fs::metadata(&path) {
         Ok(m) if !m.is_file() => Err(fail("is not a regular file")),
         _ => Ok(path),
     }
