@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from simulate import Connection, HttpError, free_port, max_overlap  # noqa: E402
+from simulate import Connection, HttpError, env, free_port, max_overlap  # noqa: E402
 
 ROOM = "sale"
 COOKIE = f"wr_{ROOM}"
@@ -88,11 +88,6 @@ GRACE = 2.0
 OPS = ("raise", "lower", "zone", "failed", "restart", "upgrade")
 # The operations that can keep the room only with a state file.
 NEED_STATE = ("restart", "upgrade")
-
-
-def env(name, default, kind=str):
-    v = os.environ.get(name)
-    return kind(v) if v not in (None, "") else default
 
 
 def parse_args():

@@ -2,27 +2,11 @@
 //! in a region of any size that holds it; a damaged image is refused whole, never half taken.
 
 use crate::core::image::*;
-use crate::core::layout::*;
 use crate::core::room::*;
 use crate::core::stats::Totals;
 use proptest::prelude::*;
 
-const T: Timing = Timing {
-    session_ms: 60_000,
-    idle_ms: 20_000,
-    queue_timeout_ms: 30_000,
-    claim_window_ms: 10_000,
-    grace_ms: 5_000,
-};
-
-fn region(bytes: usize) -> Vec<u64> {
-    vec![0u64; bytes / 8]
-}
-
-fn bytes(v: &mut [u64]) -> &mut [u8] {
-    // SAFETY: u8 has no alignment or validity requirement; the length is the same bytes.
-    unsafe { core::slice::from_raw_parts_mut(v.as_mut_ptr() as *mut u8, v.len() * 8) }
-}
+use super::{bytes, region, T};
 
 #[derive(Clone, Debug)]
 enum Op {
