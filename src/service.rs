@@ -21,7 +21,7 @@ use ngx::core::Status;
 use ngx::ngx_log_error;
 
 use crate::core::guard::{self, Throttle};
-use crate::core::image::Imported;
+use crate::core::image::{ImportError, Imported};
 use crate::core::layout::{AttachError, Layout, Timing};
 use crate::core::room::{Entry, Poll, Room as Tables, SessionRef, Snapshot, Swept, TicketRef};
 use crate::core::token::{room_tag, Kind, Signer, Token, TokenCache};
@@ -428,6 +428,18 @@ fn decide_standing_by(rm: &mut Tables, token: Option<Token>, join: bool) -> Opti
     }
 }
 
+/// Replaces what the room holds with the image `saved`, its times moved to this process's
+/// clock (the time nginx was down does not count). What was handed out after that save (after
+/// a crash, or by another nginx) names nobody's place here, and the sessions admitted then are
+/// taken in when they come back ([`Tables::carried_over`]).
+fn take_image(tables: &mut Tables, saved: &persist::Saved) -> Result<Imported, ImportError> {
+    let shift = mono_ms() as i64 - saved.saved_mono as i64;
+    tables.reset();
+    let imported = tables.import(&saved.image, shift)?;
+    tables.carried_over();
+    Ok(imported)
+}
+
 /// Wall-clock milliseconds, for the state file's dates.
 fn wall_ms() -> u64 {
     let tp = nginx_sys::ngx_timeofday();
@@ -530,13 +542,9 @@ impl Room {
             }
         };
         let standby = saved.owner.running(master_pid(), wall_ms());
-        let shift = mono_ms() as i64 - saved.saved_mono as i64;
         let imported = self.tables(false, |t| {
-            let r = t.import(&saved.image, shift);
+            let r = take_image(t, &saved);
             if r.is_ok() {
-                // What was handed out after the last save (after a crash) names nobody's place
-                // here, and sessions admitted then are taken in when they come back.
-                t.carried_over();
                 t.set_standby(standby);
             }
             r
@@ -645,9 +653,7 @@ impl Room {
                 // Follow the running room's saves, so that what it did since this one started
                 // is known here too.
                 if let Ok(Some(saved)) = sf.read(self.tags()) {
-                    let shift = mono_ms() as i64 - saved.saved_mono as i64;
-                    tables.reset();
-                    if tables.import(&saved.image, shift).is_err() {
+                    if take_image(&mut tables, &saved).is_err() {
                         tables.reset();
                     }
                     tables.set_standby(true);
@@ -659,11 +665,8 @@ impl Room {
             // The other nginx has stopped: its last image is the room.
             let taken = match sf.read(self.tags()) {
                 Ok(Some(saved)) => {
-                    let shift = mono_ms() as i64 - saved.saved_mono as i64;
                     let mut image_ok = false;
-                    tables.reset();
-                    if let Ok(i) = tables.import(&saved.image, shift) {
-                        tables.carried_over();
+                    if let Ok(i) = take_image(&mut tables, &saved) {
                         image_ok = true;
                         ngx_log_error!(
                             NGX_LOG_NOTICE,
@@ -707,10 +710,7 @@ impl Room {
             // a binary upgrade): its image is newer than this room, which goes on from it.
             if owner.pid != 0 {
                 if let Ok(Some(saved)) = sf.read(self.tags()) {
-                    let shift = mono_ms() as i64 - saved.saved_mono as i64;
-                    tables.reset();
-                    if tables.import(&saved.image, shift).is_ok() {
-                        tables.carried_over();
+                    if take_image(&mut tables, &saved).is_ok() {
                         ngx_log_error!(
                             NGX_LOG_NOTICE,
                             log,
