@@ -27,7 +27,7 @@ use std::io;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use memmap2::MmapMut;
+use memmap2::{MmapMut, MmapOptions};
 use sha2::{Digest, Sha256};
 
 const FILE_MAGIC: u64 = u64::from_le_bytes(*b"ngxWRsta");
@@ -37,6 +37,10 @@ const HEAD_LEN: u64 = 4096;
 const NO_SLOT: u64 = u64::MAX;
 /// A save under way for longer than this was cut short (its worker died): another may start.
 const SAVE_STALE_MS: u64 = 10_000;
+/// The room is saved at most this often (by whichever worker comes first).
+const SAVE_EVERY_MS: u64 = 900;
+/// An image claiming more than this is damaged (it would not fit any zone).
+const IMAGE_MAX: u64 = 1 << 36;
 /// An owner that has not saved for this long is no longer running the room.
 pub const OWNER_STALE_MS: u64 = 3_000;
 
@@ -257,7 +261,7 @@ fn read_file(file: &File, tags: Tags) -> Result<Option<Saved>, Refused> {
     for slot in [current, 1 - current] {
         let meta = at::SLOTS + slot as usize * at::SLOT_META;
         let (seq, len) = (read_u64(&head, meta), read_u64(&head, meta + 8));
-        if seq == 0 || len > slot_len {
+        if seq == 0 || len > slot_len || len > IMAGE_MAX {
             first_error.get_or_insert(Refused::Damaged);
             continue;
         }
@@ -282,6 +286,19 @@ fn read_file(file: &File, tags: Tags) -> Result<Option<Saved>, Refused> {
     Err(first_error.unwrap_or(Refused::Damaged))
 }
 
+/// Who the state file at `path` says runs its room, read from its head whatever else it holds
+/// (so that a file this nginx refuses is not taken from one that still uses it).
+pub fn owner_at(path: &Path) -> Option<Owner> {
+    let file = File::open(path).ok()?;
+    let mut head = vec![0u8; HEAD_LEN as usize];
+    file.read_exact_at(&mut head, 0).ok()?;
+    (read_u64(&head, at::MAGIC) == FILE_MAGIC).then(|| Owner {
+        pid: read_u64(&head, at::OWNER),
+        beat_wall_ms: read_u64(&head, at::BEAT),
+        released: read_u64(&head, at::RELEASED) != 0,
+    })
+}
+
 /// Moves a refused state file aside (`FILE.refused`), so that the room can start with a new
 /// one and the old is kept for a look. Returns where it went.
 pub fn set_aside(path: &Path) -> io::Result<PathBuf> {
@@ -292,7 +309,14 @@ pub fn set_aside(path: &Path) -> io::Result<PathBuf> {
     Ok(to)
 }
 
-/// A room's state file, open and mapped.
+/// Maps the file's head page, shared.
+fn map_head(file: &File) -> io::Result<MmapMut> {
+    // SAFETY: a shared mapping of the room's own file, as everyone who maps it means it to be;
+    // it is only reached through `StateFile::head`, which checks that the file still covers it.
+    unsafe { MmapOptions::new().len(HEAD_LEN as usize).map_mut(file) }
+}
+
+/// A room's state file, open, with its head page mapped.
 pub struct StateFile {
     map: MmapMut,
     file: File,
@@ -312,6 +336,14 @@ impl StateFile {
             if let Some(sf) = StateFile::map_existing(file, tags, least)? {
                 return Ok(sf);
             }
+            if !grow {
+                // Running workers may save to it, or it is somebody else's: never replaced
+                // while a configuration that may still fail is read.
+                return Err(io::Error::new(
+                    io::ErrorKind::AlreadyExists,
+                    "it exists and was not made for this room as configured",
+                ));
+            }
         }
         // A new file beside the old, then renamed over it: whoever reads the path sees the
         // old file or the new one, whole.
@@ -321,12 +353,15 @@ impl StateFile {
         let _ = std::fs::remove_file(&tmp);
         let file =
             OpenOptions::new().read(true).write(true).create_new(true).mode(0o600).open(&tmp)?;
+        // The head's page written (so allocated: a full disk cannot fault it later), the
+        // slots left sparse: they are written with `pwrite`.
+        file.write_all_at(&[0u8; HEAD_LEN as usize], 0)?;
         file.set_len(HEAD_LEN + 2 * slot_len)?;
-        // SAFETY: the file is ours, new and not yet at its path; the mapping is shared, as
-        // everyone who maps the file means it to be, and is only reached through `StateFile`.
-        let map = unsafe { MmapMut::map_mut(&file) }?;
+        let map = map_head(&file)?;
         let sf = StateFile { map, file, slot_len };
-        let h = sf.head();
+        let Some(h) = sf.head() else {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the new file was cut short"));
+        };
         h.magic.store(FILE_MAGIC, Relaxed);
         h.format.store(FILE_FORMAT, Relaxed);
         h.room_tag.store(tags.room, Relaxed);
@@ -354,16 +389,20 @@ impl StateFile {
         if !fits {
             return Ok(None);
         }
-        // SAFETY: as in `open`: a shared mapping of the room's own file.
-        let map = unsafe { MmapMut::map_mut(&file) }?;
+        let map = map_head(&file)?;
         Ok(Some(StateFile { map, file, slot_len: have }))
     }
 
-    fn head(&self) -> &FileHead {
-        // SAFETY: the mapping is page-aligned and at least `HEAD_LEN` long (checked or made so
-        // when it was opened), `FileHead` fits in it and is made of atomics, valid for any bit
-        // pattern and safe to share with every process that maps the file.
-        unsafe { &*(self.map.as_ptr() as *const FileHead) }
+    /// The file head, in the mapping; `None` when the file has been cut shorter than its head
+    /// meanwhile (by hand): touching the mapping beyond the file's end would fault.
+    fn head(&self) -> Option<&FileHead> {
+        if self.file.metadata().map_or(true, |m| m.len() < HEAD_LEN) {
+            return None;
+        }
+        // SAFETY: the mapping is page-aligned and `HEAD_LEN` long, over as many bytes of the
+        // file (checked just now); `FileHead` fits in it and is made of atomics, valid for any
+        // bit pattern and safe to share with every process that maps the file.
+        Some(unsafe { &*(self.map.as_ptr() as *const FileHead) })
     }
 
     /// The most bytes an image may take in this file.
@@ -372,7 +411,9 @@ impl StateFile {
     }
 
     pub fn owner(&self) -> Owner {
-        let h = self.head();
+        let Some(h) = self.head() else {
+            return Owner { pid: 0, beat_wall_ms: 0, released: true };
+        };
         Owner {
             pid: h.owner_pid.load(Relaxed),
             beat_wall_ms: h.beat_wall_ms.load(Relaxed),
@@ -380,17 +421,20 @@ impl StateFile {
         }
     }
 
-    /// Makes `pid` the room's owner, running it from now.
+    /// Makes `pid` the room's owner, running it from now. A new owner's configurations save
+    /// whatever the stamps of another's were.
     pub fn take(&self, pid: u64, now_wall_ms: u64) {
-        let h = self.head();
-        h.owner_pid.store(pid, Relaxed);
-        h.beat_wall_ms.store(now_wall_ms, Relaxed);
+        let Some(h) = self.head() else { return };
+        if h.owner_pid.swap(pid, Relaxed) != pid {
+            h.saver_stamp.store(0, Relaxed);
+        }
+        h.beat_wall_ms.store(now_wall_ms.saturating_sub(SAVE_EVERY_MS), Relaxed);
         h.released.store(0, Relaxed);
     }
 
     /// The owner stops running the room (after its last save).
     pub fn release(&self, pid: u64) {
-        let h = self.head();
+        let Some(h) = self.head() else { return };
         if h.owner_pid.load(Relaxed) == pid {
             h.released.store(1, Relaxed);
         }
@@ -399,45 +443,56 @@ impl StateFile {
     /// Forgets which configuration saved last (at a start: the clock the stamps come from may
     /// have started again).
     pub fn reset_saver(&self) {
-        self.head().saver_stamp.store(0, Relaxed);
+        if let Some(h) = self.head() {
+            h.saver_stamp.store(0, Relaxed);
+        }
     }
 
     /// Begins a save by the process `pid` of the configuration stamped `stamp`: the slot to
-    /// write the image into, unless another save is under way or a newer configuration saves
-    /// now. Call with the zone's lock held.
-    pub fn begin(&mut self, pid: u64, stamp: u64, now_wall_ms: u64) -> Option<(u64, &mut [u8])> {
-        let h = self.head();
+    /// write the image into, unless another save is under way, a newer configuration saves
+    /// now, or (unless `force`) the room was saved less than a second ago. Call with the
+    /// zone's lock held.
+    pub fn begin(&self, pid: u64, stamp: u64, now_wall_ms: u64, force: bool) -> Option<u64> {
+        let h = self.head()?;
         if stamp < h.saver_stamp.load(Relaxed) {
             return None;
         }
-        let saving = h.saving_pid.load(Relaxed);
-        if saving != 0 && now_wall_ms.abs_diff(h.saving_since.load(Relaxed)) < SAVE_STALE_MS {
+        if !force && now_wall_ms.abs_diff(h.beat_wall_ms.load(Relaxed)) < SAVE_EVERY_MS {
             return None;
         }
-        h.saving_pid.store(pid, Relaxed);
+        // Claimed by one process at a time, also across the zones of two nginx.
+        let saving = h.saving_pid.load(Relaxed);
+        let stale = now_wall_ms.abs_diff(h.saving_since.load(Relaxed)) >= SAVE_STALE_MS;
+        if saving != 0 && !stale {
+            return None;
+        }
+        h.saving_pid.compare_exchange(saving, pid, Relaxed, Relaxed).ok()?;
         h.saving_since.store(now_wall_ms, Relaxed);
         h.saver_stamp.store(stamp, Relaxed);
-        let slot = match h.current.load(Relaxed) {
+        Some(match h.current.load(Relaxed) {
             0 => 1,
             _ => 0,
-        };
-        let off = (HEAD_LEN + slot * self.slot_len) as usize;
-        let len = self.slot_len as usize;
-        Some((slot, &mut self.map[off..off + len]))
+        })
     }
 
-    /// Digests the image of `len` bytes written into `slot`; may run without the lock (the
-    /// slot is this save's alone).
-    pub fn seal(&self, slot: u64, len: usize) -> [u64; 4] {
-        let off = (HEAD_LEN + slot * self.slot_len) as usize;
-        digest(&self.map[off..off + len.min(self.slot_len as usize)])
+    /// Writes `image` into `slot` with `pwrite` (a full disk is an error, never a fault), and
+    /// returns its digest; runs without the lock (the slot is this save's alone).
+    pub fn write(&self, slot: u64, image: &[u8]) -> io::Result<[u64; 4]> {
+        if image.len() as u64 > self.slot_len {
+            return Err(io::Error::new(
+                io::ErrorKind::StorageFull,
+                "the image is larger than the file's slots",
+            ));
+        }
+        self.file.write_all_at(image, HEAD_LEN + slot * self.slot_len)?;
+        Ok(digest(image))
     }
 
     /// Ends the save begun in `slot` by `pid`: records the image and makes it current, then
     /// asks the kernel to write the file out. `sealed` is `None` for a save given up. Call
     /// with the zone's lock held.
     pub fn commit(&self, pid: u64, slot: u64, sealed: Option<(usize, [u64; 4])>, at: (u64, u64)) {
-        let h = self.head();
+        let Some(h) = self.head() else { return };
         if h.saving_pid.load(Relaxed) != pid {
             // Taken over as stale meanwhile: the other save decides.
             return;
@@ -499,9 +554,8 @@ mod tests {
     }
 
     fn save(sf: &mut StateFile, image: &[u8], mono: u64) {
-        let (slot, buf) = sf.begin(1, 1, 1000).unwrap();
-        buf[..image.len()].copy_from_slice(image);
-        let sealed = sf.seal(slot, image.len());
+        let slot = sf.begin(1, 1, 1000, true).unwrap();
+        let sealed = sf.write(slot, image).unwrap();
         sf.commit(1, slot, Some((image.len(), sealed)), (mono, 1000));
     }
 
@@ -517,16 +571,23 @@ mod tests {
         let got = read(&path, TAGS).unwrap().unwrap();
         assert_eq!((got.image.as_slice(), got.saved_mono), (b"second".as_slice(), 6));
         // A save under way blocks another, unless it is stale.
-        assert!(sf.begin(2, 1, 1000).is_some());
-        assert!(sf.begin(3, 1, 2000).is_none());
-        assert!(sf.begin(3, 1, 1000 + SAVE_STALE_MS).is_some());
-        // An older configuration's workers no longer save.
+        assert!(sf.begin(2, 1, 1000, true).is_some());
+        assert!(sf.begin(3, 1, 2000, true).is_none());
+        assert!(sf.begin(3, 1, 1000 + SAVE_STALE_MS, true).is_some());
+        // An older configuration's workers no longer save, unless the owner changed.
         sf.commit(3, 0, None, (0, 0));
-        assert!(sf.begin(4, 0, 1000).is_none());
+        assert!(sf.begin(4, 0, 1000, true).is_none());
+        sf.take(77, 5000);
+        let slot = sf.begin(4, 0, 5000, true).unwrap();
+        let sealed = sf.write(slot, b"third").unwrap();
+        sf.commit(4, slot, Some((5, sealed)), (7, 5000));
+        // Saves come at most about once a second, unless forced.
+        assert!(sf.begin(5, 0, 5100, false).is_none());
+        assert!(sf.begin(5, 0, 6000, false).is_some());
         // Opened again (a reload), the file and its image are kept.
         drop(sf);
         let sf = StateFile::open(&path, TAGS, 50, false).unwrap();
-        assert_eq!(sf.read(TAGS).unwrap().unwrap().image, b"second");
+        assert_eq!(sf.read(TAGS).unwrap().unwrap().image, b"third");
     }
 
     #[test]

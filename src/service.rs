@@ -353,7 +353,7 @@ fn decide_locked(
     t: &Timing,
 ) -> Option<Outcome> {
     if rm.standby() {
-        return decide_standing_by(rm, token, join);
+        return decide_standing_by(rm, token, now_ms, join, t);
     }
     match token {
         Some(Token { kind: Kind::Session, number, id, .. })
@@ -406,13 +406,29 @@ fn decide_locked(
 }
 
 /// What a room standing by (for the nginx that still runs it, during a binary upgrade) says:
-/// the running room decides, and its cookies are trusted for the few seconds until this one
-/// takes over with its last state. A session passes; a ticket hears the place it had when
+/// the running room decides, and its newer cookies are trusted for the few seconds until this
+/// one takes over with its last state. A ticket hears the place it had when
 /// last saved, or, if it is newer than that, the back of the line; nobody gets a new place.
-fn decide_standing_by(rm: &mut Tables, token: Option<Token>, join: bool) -> Option<Outcome> {
+/// A session passes if this copy knows it or it is newer than the image.
+fn decide_standing_by(
+    rm: &mut Tables,
+    token: Option<Token>,
+    now_ms: u64,
+    join: bool,
+    t: &Timing,
+) -> Option<Outcome> {
     let queue_length = rm.queue_length();
     match token {
-        Some(Token { kind: Kind::Session, .. }) => Some(Outcome::Passed),
+        // A session this copy knows, or one handed out after the image it has: never an old
+        // cookie whose session had ended.
+        Some(Token { kind: Kind::Session, number, id, .. })
+            if number <= u64::from(u32::MAX)
+                && (rm.touch_session(SessionRef { slot: number as u32, id }, now_ms, t)
+                    || rm.issued_after_image(id)) =>
+        {
+            Some(Outcome::Passed)
+        }
+        Some(Token { kind: Kind::Session, .. }) => join.then_some(Outcome::Held { queue_length }),
         Some(Token { kind: Kind::Ticket, number, visitor, .. }) => {
             match rm.position(TicketRef { number, visitor }) {
                 Some(position) => Some(Outcome::Queued {
@@ -434,6 +450,8 @@ fn decide_standing_by(rm: &mut Tables, token: Option<Token>, join: bool) -> Opti
 /// taken in when they come back ([`Tables::carried_over`]).
 fn take_image(tables: &mut Tables, saved: &persist::Saved) -> Result<Imported, ImportError> {
     let shift = mono_ms() as i64 - saved.saved_mono as i64;
+    // Checked before anything is emptied: an image that does not fit leaves the room as it is.
+    tables.check_image(&saved.image)?;
     tables.reset();
     let imported = tables.import(&saved.image, shift)?;
     tables.carried_over();
@@ -510,8 +528,8 @@ impl Room {
     /// Restores the room's new zone from its state file, at a start. Returns whether another
     /// nginx still runs the room (then this one stands by). Runs in the master; every outcome
     /// is logged.
-    fn restore(&self, log: *mut ngx_log_t) -> bool {
-        let Some(path) = self.state_path.as_ref() else { return false };
+    fn restore(&self, log: *mut ngx_log_t) -> Result<bool, ()> {
+        let Some(path) = self.state_path.as_ref() else { return Ok(false) };
         let name = &self.name;
         let file = self.state_name();
         let saved = match persist::read(path, self.tags()) {
@@ -522,7 +540,7 @@ impl Room {
                     log,
                     "waiting room \"{name}\": no saved state in \"{file}\", the room starts empty"
                 );
-                return false;
+                return Ok(false);
             }
             Err(persist::Refused::NotAStateFile) => {
                 // Perhaps another file named by mistake (a key, a page): left as it is, and
@@ -534,11 +552,24 @@ impl Room {
                      left as it is; the room starts empty and is not saved"
                 );
                 self.state_off.set(true);
-                return false;
+                return Ok(false);
             }
             Err(e) => {
+                let mine = master_pid();
+                if let Some(o) = persist::owner_at(path).filter(|o| o.running(mine, wall_ms())) {
+                    // Another nginx (the old master of an upgrade) runs the room from this
+                    // file: it is left as it is, and this nginx does not start beside it.
+                    ngx_log_error!(
+                        NGX_LOG_EMERG,
+                        log,
+                        "waiting room \"{name}\": state file \"{file}\" is used by nginx process \
+                         {}, which runs the room, and cannot be taken by this one: {e}",
+                        o.pid
+                    );
+                    return Err(());
+                }
                 self.refuse_file(log, &e.to_string(), !matches!(e, persist::Refused::Io(_)));
-                return false;
+                return Ok(false);
             }
         };
         let standby = saved.owner.running(master_pid(), wall_ms());
@@ -567,15 +598,15 @@ impl Room {
                         saved.owner.pid
                     );
                 }
-                standby
+                Ok(standby)
             }
             Ok(Err(e)) => {
                 self.refuse_file(log, &e.to_string(), true);
-                false
+                Ok(false)
             }
             Err(e) => {
                 ngx_log_error!(NGX_LOG_ERR, log, "waiting room \"{name}\": {e}");
-                false
+                Ok(false)
             }
         }
     }
@@ -666,7 +697,17 @@ impl Room {
             let taken = match sf.read(self.tags()) {
                 Ok(Some(saved)) => {
                     let mut image_ok = false;
-                    if let Ok(i) = take_image(&mut tables, &saved) {
+                    let took = take_image(&mut tables, &saved);
+                    if let Err(e) = took {
+                        ngx_log_error!(
+                            NGX_LOG_ERR,
+                            log,
+                            "waiting room \"{name}\": the last state of nginx process {} is not \
+                             taken, {e}",
+                            owner.pid
+                        );
+                    }
+                    if let Ok(i) = took {
                         image_ok = true;
                         ngx_log_error!(
                             NGX_LOG_NOTICE,
@@ -687,7 +728,7 @@ impl Room {
                     NGX_LOG_ERR,
                     log,
                     "waiting room \"{name}\": takes over from nginx process {} without its last \
-                     state, which cannot be read; the room goes on as it was restored",
+                     state; the room goes on as this nginx last had it",
                     owner.pid
                 );
             }
@@ -723,20 +764,29 @@ impl Room {
             }
             sf.take(pid, now_wall);
         }
-        let Some((slot, buf)) = sf.begin(me, self.stamp, now_wall) else { return };
-        let len = tables.export(buf);
-        // The lock is released while the image is digested: the slot is this save's alone.
+        let Some(slot) = sf.begin(me, self.stamp, now_wall, why != Save::Tick) else { return };
+        // The image is taken under the lock, then written and digested without it: the slot
+        // is this save's alone.
+        let mut image = vec![0u8; tables.image_len_max()];
+        let len = tables.export(&mut image);
         drop(locked);
-        let sealed = len.map(|l| (l, sf.seal(slot, l)));
-        if len.is_none() && self.state_log.ready(mono_ms(), 60_000) {
-            ngx_log_error!(
-                NGX_LOG_WARN,
-                log,
-                "waiting room \"{name}\": the room no longer fits in state file \"{}\" (made \
-                 for a smaller zone) and is not saved; the file is made larger at the next start",
-                self.state_name()
-            );
-        }
+        let sealed = match len.map(|l| sf.write(slot, &image[..l]).map(|d| (l, d))) {
+            Some(Ok(sealed)) => Some(sealed),
+            Some(Err(e)) => {
+                if self.state_log.ready(mono_ms(), 60_000) {
+                    ngx_log_error!(
+                        NGX_LOG_WARN,
+                        log,
+                        "waiting room \"{name}\": the room is not saved to state file \"{}\" \
+                         ({}); the file is made larger at the next start if it is too small",
+                        self.state_name(),
+                        persist::os_error(&e)
+                    );
+                }
+                None
+            }
+            None => None,
+        };
         let Some(_relock) = zone.lock() else { return };
         sf.commit(me, slot, sealed, (mono_ms(), now_wall));
         if why == Save::Stop {
@@ -794,7 +844,8 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_
                     }
                 }
             } else if !testing {
-                standby = room.restore(log);
+                let Ok(stand) = room.restore(log) else { return Status::NGX_ERROR.into() };
+                standby = stand;
             }
         }
         let key = match room.tables(false, |t| t.key().to_vec()) {

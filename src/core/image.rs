@@ -226,6 +226,16 @@ impl Room<'_> {
     /// epoch, key, ids, sessions, line and counters become the image's. The image is checked
     /// whole before anything changes.
     pub fn import(&mut self, image: &[u8], shift_ms: i64) -> Result<Imported, ImportError> {
+        self.take(image, shift_ms, false)
+    }
+
+    /// Whether [`Room::import`] would take `image` into this room (once emptied); changes
+    /// nothing.
+    pub fn check_image(&mut self, image: &[u8]) -> Result<Imported, ImportError> {
+        self.take(image, 0, true)
+    }
+
+    fn take(&mut self, image: &[u8], shift_ms: i64, dry: bool) -> Result<Imported, ImportError> {
         use ImportError::Damaged;
         let h: ImageHead = read(image, 0).ok_or(Damaged("it is shorter than its header"))?;
         if h.magic != IMAGE_MAGIC {
@@ -244,9 +254,6 @@ impl Room<'_> {
         }
         if h.key_len as usize > KEY_MAX || h.tail < h.head || h.next_session_id == 0 {
             return Err(Damaged("its header is inconsistent"));
-        }
-        if self.hdr.active != 0 || self.hdr.live != 0 {
-            return Err(Damaged("the room to fill is not empty"));
         }
         let sessions_at = HEAD_LEN;
         let tickets_at = sessions_at + h.sessions as usize * SESSION_LEN;
@@ -288,6 +295,13 @@ impl Room<'_> {
         let span = h.tail - first;
         if span > self.hdr.ticket_cap {
             return Err(ImportError::Tickets { span, capacity: self.hdr.ticket_cap });
+        }
+
+        if dry {
+            return Ok(Imported { sessions: h.sessions as u32, tickets: h.tickets });
+        }
+        if self.hdr.active != 0 || self.hdr.live != 0 {
+            return Err(Damaged("the room to fill is not empty"));
         }
 
         // Then fill.

@@ -408,12 +408,18 @@ impl<'a> Room<'a> {
         self.free[..top].reverse();
     }
 
+    /// Whether session id `id` was handed out after the image this room was filled from (by
+    /// the zone or the nginx it came from).
+    pub fn issued_after_image(&self, id: u64) -> bool {
+        let from = self.hdr.adopt_from;
+        from != 0 && id >= from && id - from < ADOPT_SPAN
+    }
+
     /// Takes in session `r`, admitted by the zone this room was carried over from after the
     /// carry-over, into its own slot when that is free. `false` when it is not such a session
     /// or its slot is taken.
     pub fn adopt_session(&mut self, r: SessionRef, now: u64) -> bool {
-        let from = self.hdr.adopt_from;
-        if from == 0 || r.id < from || r.id - from >= ADOPT_SPAN {
+        if !self.issued_after_image(r.id) {
             return false;
         }
         let Some(s) = self.sessions.get(r.slot as usize) else { return false };
