@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 
 sys.dont_write_bytecode = True  # no __pycache__ in the work tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from simulate import Connection, HttpError, env, free_port, max_overlap  # noqa: E402
+from simulate import Connection, HttpError, env, free_port, lag_probe, max_overlap  # noqa: E402
 
 ROOM = "sale"
 COOKIE = f"wr_{ROOM}"
@@ -791,10 +791,7 @@ class Run:
             await conn.close()
 
     async def lag_probe(self):
-        while not self.stop.is_set():
-            t = time.monotonic()
-            await asyncio.sleep(0.1)
-            self.lag.append(time.monotonic() - t - 0.1)
+        await lag_probe(self.stop, self.lag)
 
     def last_sample(self):
         return self.samples[-1] if self.samples else None

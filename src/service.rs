@@ -358,16 +358,8 @@ fn decide_locked(
     match token {
         Some(Token { kind: Kind::Session, number, id, .. })
             if number <= u64::from(u32::MAX)
-                && rm.adopt_session(SessionRef { slot: number as u32, id }, now_ms) =>
-        {
-            return Some(Outcome::Passed);
-        }
-        _ => {}
-    }
-    match token {
-        Some(Token { kind: Kind::Session, number, id, .. })
-            if number <= u64::from(u32::MAX)
-                && rm.touch_session(SessionRef { slot: number as u32, id }, now_ms, t) =>
+                && (rm.touch_session(SessionRef { slot: number as u32, id }, now_ms, t)
+                    || rm.adopt_session(SessionRef { slot: number as u32, id }, now_ms)) =>
         {
             return Some(Outcome::Passed);
         }
