@@ -14,17 +14,21 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use std::path::PathBuf;
 
 use nginx_sys::{
-    ngx_conf_t, ngx_int_t, ngx_log_t, ngx_shm_zone_t, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE,
-    NGX_LOG_WARN,
+    ngx_conf_t, ngx_http_complex_value, ngx_http_complex_value_t, ngx_http_request_t, ngx_int_t,
+    ngx_log_t, ngx_shm_zone_t, ngx_str_t, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_NOTICE, NGX_LOG_WARN,
+    NGX_OK,
 };
 use ngx::core::Status;
 use ngx::ngx_log_error;
 
 use crate::core::guard::{self, Throttle};
 use crate::core::image::{ImportError, Imported};
+use crate::core::layout::People;
 use crate::core::layout::{AttachError, Layout, Timing};
-use crate::core::room::{Entry, Poll, Room as Tables, SessionRef, Snapshot, Swept, TicketRef};
-use crate::core::token::{room_tag, Kind, Signer, Token, TokenCache};
+use crate::core::room::{
+    Arrival, Client, Confirm, Entry, Poll, Room as Tables, SessionRef, Snapshot, Swept, TicketRef,
+};
+use crate::core::token::{client_tag, room_tag, Kind, Signer, Token, TokenCache};
 use crate::persist::{self, StateFile, Tags};
 use crate::shm::{self, Zone};
 
@@ -46,6 +50,8 @@ pub struct Settings {
     pub max_active: u32,
     pub timing: Timing,
     pub heartbeat_ms: u64,
+    /// The most places (sessions and tickets) one client may hold; 0 for no limit.
+    pub client_limit: u32,
 }
 
 /// The room's state could not be reached.
@@ -74,10 +80,16 @@ pub enum Outcome {
     /// Admitted now: set the session cookie, then carry on. `waited` is the time spent in
     /// line, in seconds, for a visitor who came from it.
     Admitted { session: SessionRef, waited: Option<u64> },
-    /// In line. `new_ticket` is set when the visitor just joined and needs the ticket cookie.
+    /// In line. `new_ticket` is set when the visitor just took their place and needs the
+    /// ticket cookie.
     Queued { position: u64, queue_length: u64, eta: Option<u64>, new_ticket: Option<TicketRef> },
+    /// A first contact sent to the back of the line, with no place until they come back with
+    /// the arrival cookie.
+    Arrived { arrival: Arrival, position: u64, queue_length: u64, eta: Option<u64> },
     /// The line is as long as the zone can hold.
     Full { queue_length: u64 },
+    /// The client holds as many places as `waiting_room_client_limit` allows.
+    Limited,
     /// The room stands by while another nginx runs it (a binary upgrade): no place is given
     /// until it takes over, in a few seconds.
     Held { queue_length: u64 },
@@ -92,6 +104,15 @@ pub enum Leaving {
     Away,
 }
 
+/// Who asks, for [`Room::decide`]: whether they may be given a place (a page load) and who
+/// they are for the per-client limit.
+#[derive(Clone, Copy, Debug)]
+pub struct Visit<'k> {
+    pub join: bool,
+    /// The client's key (`client_key=`), when the room limits places per client.
+    pub client: Option<&'k [u8]>,
+}
+
 /// What [`Room::decide`] found.
 pub struct Decision {
     /// None when the visitor has no place and `join` was false.
@@ -99,7 +120,13 @@ pub struct Decision {
     /// The room's epoch, for new tokens.
     pub epoch: u64,
     pub queue_length: u64,
+    /// The room's [`People`] counters when a line about what it turned away is due (see
+    /// [`Room::refused`]).
+    pub to_log: Option<(People, People, u64)>,
 }
+
+/// How often, at most, the room logs what it turned away (for all its workers together).
+pub const PEOPLE_LOG_MS: u64 = 10_000;
 
 /// Settings stamps: each configuration read gets a larger one than the last (see
 /// [`Tables::adopt_settings`]).
@@ -143,6 +170,8 @@ pub struct Room {
     state: RefCell<Option<StateFile>>,
     /// The state file is not used (what is at its path is no state file).
     state_off: Cell<bool>,
+    /// `client_key=`, compiled, when the room limits places per client.
+    client_key: *mut ngx_http_complex_value_t,
 }
 
 impl Room {
@@ -163,7 +192,28 @@ impl Room {
             state_path: None,
             state: RefCell::new(None),
             state_off: Cell::new(false),
+            client_key: core::ptr::null_mut(),
         }
+    }
+
+    pub fn set_client_key(&mut self, cv: *mut ngx_http_complex_value_t) {
+        self.client_key = cv;
+    }
+
+    /// The request's client key (`client_key=`), when the room limits places per client.
+    pub fn client_key<'r>(&self, r: &'r mut ngx_http_request_t) -> Option<&'r [u8]> {
+        if self.client_key.is_null() {
+            return None;
+        }
+        let mut out = ngx_str_t { len: 0, data: core::ptr::null_mut() };
+        // SAFETY: `client_key` was compiled for this configuration, which outlives the
+        // request; the value is made in the request's pool.
+        let rc = unsafe { ngx_http_complex_value(r, self.client_key, &mut out) };
+        if rc != NGX_OK as ngx_int_t {
+            return None;
+        }
+        // SAFETY: nginx made `out` in the request pool, alive as long as the request.
+        Some(unsafe { core::slice::from_raw_parts(out.data, out.len) }).filter(|_| out.len > 0)
     }
 
     /// Defines the room with `settings` and asks nginx for its zone. The room must stay at
@@ -247,19 +297,45 @@ impl Room {
         zone.touch_session(&layout, s, now_ms, &self.timing())
     }
 
-    /// Decides for a visitor holding `token` (already verified) or none. `join` says whether a
-    /// visitor without a place may be given one.
+    /// Decides for a visitor holding `token` (already verified) or none. `visit.join` says
+    /// whether a visitor without a place may be given one; a first contact coming back with
+    /// its arrival takes its place whatever the request.
     pub fn decide(
         &self,
         token: Option<Token>,
         now_ms: u64,
-        join: bool,
+        visit: Visit,
     ) -> Result<Decision, Unusable> {
         let t = self.timing();
+        let limit = self.settings.map_or(0, |s| s.client_limit);
         self.with_tables(|rm| {
             let epoch = rm.epoch();
-            let outcome = decide_locked(rm, current(token, epoch), now_ms, join, &t);
-            Decision { outcome, epoch, queue_length: rm.queue_length() }
+            let client = match visit.client {
+                Some(key) if limit > 0 => Client { tag: client_tag(epoch, key), limit },
+                _ => Client::NONE,
+            };
+            let outcome = decide_locked(rm, current(token, epoch), now_ms, visit.join, client, &t);
+            let to_log = match outcome {
+                None | Some(Outcome::Arrived { .. } | Outcome::Limited) => {
+                    rm.people_to_log(now_ms, PEOPLE_LOG_MS)
+                }
+                _ => None,
+            };
+            Decision { outcome, epoch, queue_length: rm.queue_length(), to_log }
+        })
+    }
+
+    /// Counts a request that could take no place, and returns the counters to log when a
+    /// line about them is due (at most every `interval_ms` for the whole room): the counts
+    /// then and now, and the milliseconds between.
+    pub fn refused(
+        &self,
+        now_ms: u64,
+        count: impl FnOnce(&mut People),
+    ) -> Result<Option<(People, People, u64)>, Unusable> {
+        self.with_tables(|rm| {
+            count(rm.people());
+            rm.people_to_log(now_ms, PEOPLE_LOG_MS)
         })
     }
 
@@ -277,14 +353,15 @@ impl Room {
                     Leaving::Away => rm.away_session(s, now_ms, &t),
                 }
             }
-            Some(tok) => {
+            Some(tok) if tok.kind == Kind::Ticket => {
                 let ticket = TicketRef { number: tok.number, visitor: tok.visitor };
                 match how {
                     Leaving::Now => rm.leave_ticket(ticket, now_ms, &t),
                     Leaving::Away => rm.away_ticket(ticket, now_ms, &t),
                 }
             }
-            None => false,
+            // An arrival holds no place to leave.
+            Some(_) | None => false,
         })
     }
 
@@ -318,6 +395,20 @@ impl Room {
         }))
     }
 
+    /// The cookie value for a first contact sent to the line.
+    pub fn arrival_cookie(&self, a: Arrival, epoch: u64, now_s: u64) -> Option<String> {
+        let confirm_s = self.timing().confirm_ms.div_ceil(1000);
+        Some(self.signer.as_ref()?.encode(&Token {
+            kind: Kind::Arrival,
+            number: a.arrived,
+            id: 0,
+            visitor: a.visitor,
+            issued: now_s,
+            expires: now_s + confirm_s + CLOCK_SLACK_SECONDS,
+            epoch,
+        }))
+    }
+
     /// The cookie value for a new ticket.
     pub fn ticket_cookie(&self, t: TicketRef, epoch: u64, now_s: u64) -> Option<String> {
         Some(self.signer.as_ref()?.encode(&Token {
@@ -338,6 +429,7 @@ const DEFAULT_TIMING: Timing = Timing {
     queue_timeout_ms: 900_000,
     claim_window_ms: 30_000,
     grace_ms: 5_000,
+    confirm_ms: 30_000,
 };
 
 /// `token` if it was issued for the room's current layout.
@@ -350,6 +442,7 @@ fn decide_locked(
     token: Option<Token>,
     now_ms: u64,
     join: bool,
+    client: Client,
     t: &Timing,
 ) -> Option<Outcome> {
     if rm.standby() {
@@ -379,20 +472,41 @@ fn decide_locked(
                 Poll::Lost => {}
             }
         }
+        Some(Token { kind: Kind::Arrival, number, visitor, .. }) => {
+            let arrival = Arrival { visitor, arrived: number };
+            match rm.confirm(arrival, now_ms, t, client) {
+                Confirm::Ticket(_, Poll::Admitted(session, waited_ms)) => {
+                    return Some(Outcome::Admitted { session, waited: Some(waited_ms / 1000) });
+                }
+                Confirm::Ticket(ticket, Poll::Waiting { position }) => {
+                    return Some(Outcome::Queued {
+                        position,
+                        queue_length: rm.queue_length(),
+                        eta: rm.eta_seconds(position),
+                        new_ticket: Some(ticket),
+                    });
+                }
+                Confirm::Full => return Some(Outcome::Full { queue_length: rm.queue_length() }),
+                Confirm::Limited => return Some(Outcome::Limited),
+                Confirm::Held => return Some(Outcome::Held { queue_length: rm.queue_length() }),
+                Confirm::Ticket(_, Poll::Lost) | Confirm::Stale => {}
+            }
+        }
         _ => {}
     }
     if !join {
         return None;
     }
-    Some(match rm.enter(now_ms, t) {
+    Some(match rm.enter(now_ms, t, client) {
         Entry::Admitted(session) => Outcome::Admitted { session, waited: None },
-        Entry::Queued { ticket, position } => Outcome::Queued {
+        Entry::Arrived { arrival, position } => Outcome::Arrived {
+            arrival,
             position,
             queue_length: rm.queue_length(),
             eta: rm.eta_seconds(position),
-            new_ticket: Some(ticket),
         },
         Entry::Full => Outcome::Full { queue_length: rm.queue_length() },
+        Entry::Limited => Outcome::Limited,
         Entry::Held => Outcome::Held { queue_length: rm.queue_length() },
     })
 }
@@ -432,6 +546,7 @@ fn decide_standing_by(
                 None => Some(Outcome::Held { queue_length }),
             }
         }
+        Some(Token { kind: Kind::Arrival, .. }) => Some(Outcome::Held { queue_length }),
         None => join.then_some(Outcome::Held { queue_length }),
     }
 }

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 
 use nginx_sys::{
-    ngx_conf_full_name, ngx_conf_t, ngx_http_core_loc_conf_t, ngx_module_t, ngx_str_t,
+    ngx_array_t, ngx_conf_full_name, ngx_conf_t, ngx_http_core_loc_conf_t, ngx_module_t, ngx_str_t,
     NGX_LOG_EMERG,
 };
 use ngx::core::{Pool, NGX_CONF_ERROR, NGX_CONF_OK};
@@ -96,6 +96,26 @@ pub enum Endpoint {
     Status,
 }
 
+/// nginx's `NGX_CONF_UNSET_PTR`: a pointer setting not given (yet).
+pub const UNSET_PTR: *mut ngx_array_t = usize::MAX as *mut ngx_array_t;
+
+/// Where the gate runs (`waiting_room_gate`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Gate {
+    /// After the access phase (in the precontent phase): requests that `allow`/`deny`,
+    /// `auth_basic` or `auth_request` refuse never reach the room.
+    AfterAccess,
+    /// First in the access phase: the room holds visitors before any access check runs.
+    BeforeAccess,
+}
+
+/// What crawlers get (`waiting_room_crawlers`).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Crawlers {
+    Refuse,
+    Pass,
+}
+
 pub struct LocConf {
     /// The room guarding this location; null with `off` or when unset.
     pub(super) room: *mut Room,
@@ -105,6 +125,13 @@ pub struct LocConf {
     pub(super) api: Option<String>,
     pub queue_status: usize,
     pub page: Option<String>,
+    pub gate: Option<Gate>,
+    pub crawlers: Option<Crawlers>,
+    /// `waiting_room_crawler` conditions (an array of complex values, for
+    /// `ngx_http_set_predicate_slot`), or [`UNSET_PTR`].
+    pub crawler: *mut ngx_array_t,
+    /// The status of a short refusal (not a page load, a crawler); 0 while unset.
+    pub refuse_status: usize,
     /// For `waiting_room_api` and `waiting_room_status` locations.
     pub endpoint: Option<Endpoint>,
     pub(super) endpoint_room: *mut Room,
@@ -121,6 +148,10 @@ impl Default for LocConf {
             api: None,
             queue_status: 0,
             page: None,
+            gate: None,
+            crawlers: None,
+            crawler: UNSET_PTR,
+            refuse_status: 0,
             endpoint: None,
             endpoint_room: ptr::null_mut(),
             core: ptr::null_mut(),
@@ -184,6 +215,14 @@ impl Merge for LocConf {
         }
         if self.page.is_none() {
             self.page.clone_from(&prev.page);
+        }
+        self.gate = self.gate.or(prev.gate).or(Some(Gate::AfterAccess));
+        self.crawlers = self.crawlers.or(prev.crawlers).or(Some(Crawlers::Refuse));
+        if self.crawler == UNSET_PTR {
+            self.crawler = if prev.crawler == UNSET_PTR { ptr::null_mut() } else { prev.crawler };
+        }
+        if self.refuse_status == 0 {
+            self.refuse_status = if prev.refuse_status == 0 { 503 } else { prev.refuse_status };
         }
         Ok(())
     }

@@ -4,6 +4,10 @@
 //! waiting_room NAME [api=URI] | off;                                 # http, server, location
 //! waiting_room_queue_status 200 | 202 | 429 | 503;                   # http, server, location
 //! waiting_room_page FILE;                                            # http, server, location
+//! waiting_room_gate after_access | before_access;                    # http, server, location
+//! waiting_room_crawlers refuse | pass;                               # http, server, location
+//! waiting_room_crawler STRING ...;                                   # http, server, location
+//! waiting_room_refuse_status 403 | 429 | 503;                        # http, server, location
 //! waiting_room_api NAME;                                             # location
 //! waiting_room_status NAME;                                          # location
 //! ```
@@ -16,7 +20,7 @@ use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule}
 
 use super::common::{
     args, find_room, handle, main_conf, read_conf_file, text, valid_room_name, ApiLocation,
-    Endpoint, FileProblem, LocConf, Place,
+    Crawlers, Endpoint, FileProblem, Gate, LocConf, Place,
 };
 
 /// Longest accepted `waiting_room_page` template.
@@ -30,6 +34,11 @@ pub enum LocationError {
     InvalidParameter(String),
     InvalidApi(String),
     InvalidStatus(String),
+    InvalidRefuseStatus(String),
+    InvalidChoice {
+        value: String,
+        choices: &'static str,
+    },
     PageFile(FileProblem),
     PageNotText(String),
     /// Out of memory, or outside an http block.
@@ -47,6 +56,12 @@ impl fmt::Display for LocationError {
             }
             LocationError::InvalidStatus(v) => {
                 write!(f, "invalid value \"{v}\", it must be 200, 202, 429 or 503")
+            }
+            LocationError::InvalidRefuseStatus(v) => {
+                write!(f, "invalid value \"{v}\", it must be 403, 429 or 503")
+            }
+            LocationError::InvalidChoice { value, choices } => {
+                write!(f, "invalid value \"{value}\", it must be {choices}")
             }
             LocationError::PageFile(p) => write!(f, "{p}"),
             LocationError::PageNotText(path) => {
@@ -193,4 +208,69 @@ pub extern "C" fn set_status(
     conf: *mut c_void,
 ) -> *mut c_char {
     set_endpoint(cf, conf, Endpoint::Status)
+}
+
+pub extern "C" fn set_gate(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let lcf = loc_conf(conf);
+    handle(cf, || {
+        if lcf.gate.is_some() {
+            return Err(LocationError::Duplicate("waiting_room_gate"));
+        }
+        let value = text(&args(cf)[1]);
+        lcf.gate = Some(match value.as_str() {
+            "after_access" => Gate::AfterAccess,
+            "before_access" => Gate::BeforeAccess,
+            _ => {
+                let choices = "\"after_access\" or \"before_access\"";
+                return Err(LocationError::InvalidChoice { value, choices });
+            }
+        });
+        Ok(())
+    })
+}
+
+pub extern "C" fn set_crawlers(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let lcf = loc_conf(conf);
+    handle(cf, || {
+        if lcf.crawlers.is_some() {
+            return Err(LocationError::Duplicate("waiting_room_crawlers"));
+        }
+        let value = text(&args(cf)[1]);
+        lcf.crawlers = Some(match value.as_str() {
+            "refuse" => Crawlers::Refuse,
+            "pass" => Crawlers::Pass,
+            _ => {
+                let choices = "\"refuse\" or \"pass\"";
+                return Err(LocationError::InvalidChoice { value, choices });
+            }
+        });
+        Ok(())
+    })
+}
+
+pub extern "C" fn set_refuse_status(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let lcf = loc_conf(conf);
+    handle(cf, || {
+        if lcf.refuse_status != 0 {
+            return Err(LocationError::Duplicate("waiting_room_refuse_status"));
+        }
+        let value = text(&args(cf)[1]);
+        match value.parse::<usize>() {
+            Ok(code @ (403 | 429 | 503)) => lcf.refuse_status = code,
+            _ => return Err(LocationError::InvalidRefuseStatus(value)),
+        }
+        Ok(())
+    })
 }

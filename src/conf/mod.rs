@@ -3,7 +3,8 @@
 //!
 //! * [`zone`]: `waiting_room_zone`, `waiting_room_secret` (http);
 //! * [`location`]: `waiting_room`, `waiting_room_queue_status`, `waiting_room_page`,
-//!   `waiting_room_api`, `waiting_room_status`;
+//!   `waiting_room_gate`, `waiting_room_crawlers`, `waiting_room_crawler`,
+//!   `waiting_room_refuse_status`, `waiting_room_api`, `waiting_room_status`;
 //! * [`check`]: what can only be checked once a location is merged;
 //! * [`common`]: what they share: the configuration's types and the helpers that read
 //!   arguments and report errors.
@@ -20,9 +21,9 @@ use core::ffi::{c_char, c_void};
 use core::ptr;
 
 use nginx_sys::{
-    ngx_command_t, ngx_conf_t, ngx_str_t, NGX_CONF_1MORE, NGX_CONF_TAKE1, NGX_CONF_TAKE12,
-    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
-    NGX_HTTP_SRV_CONF,
+    ngx_command_t, ngx_conf_t, ngx_http_set_predicate_slot, ngx_str_t, NGX_CONF_1MORE,
+    NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
+    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
 };
 use ngx::core::NGX_CONF_OK;
 use ngx::http::HttpModule;
@@ -30,7 +31,7 @@ use ngx::ngx_string;
 
 use crate::core::guard;
 use common::{fail, fail_at};
-pub use common::{Endpoint, LocConf, MainConf, Module};
+pub use common::{Crawlers, Endpoint, Gate, LocConf, MainConf, Module};
 
 // ---- directive table ----
 
@@ -38,19 +39,30 @@ type SetFn = unsafe extern "C" fn(*mut ngx_conf_t, *mut ngx_command_t, *mut c_vo
 
 /// One row of the directive table.
 const fn command(name: ngx_str_t, type_: u32, set: SetFn, conf: usize) -> ngx_command_t {
+    command_at(name, type_, set, conf, 0)
+}
+
+/// A row whose setter writes at `offset` in the configuration (nginx's stock setters).
+const fn command_at(
+    name: ngx_str_t,
+    type_: u32,
+    set: SetFn,
+    conf: usize,
+    offset: usize,
+) -> ngx_command_t {
     ngx_command_t {
         name,
         type_: type_ as _,
         set: Some(set),
         conf: conf as _,
-        offset: 0,
+        offset: offset as _,
         post: ptr::null_mut(),
     }
 }
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-pub static mut COMMANDS: [ngx_command_t; 8] = [
+pub static mut COMMANDS: [ngx_command_t; 12] = [
     command(
         ngx_string!("waiting_room_zone"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
@@ -79,6 +91,31 @@ pub static mut COMMANDS: [ngx_command_t; 8] = [
         ngx_string!("waiting_room_page"),
         ANY_LEVEL | NGX_CONF_TAKE1,
         location::set_page,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_gate"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        location::set_gate,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_crawlers"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        location::set_crawlers,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command_at(
+        ngx_string!("waiting_room_crawler"),
+        ANY_LEVEL | NGX_CONF_1MORE,
+        ngx_http_set_predicate_slot,
+        NGX_HTTP_LOC_CONF_OFFSET,
+        core::mem::offset_of!(LocConf, crawler),
+    ),
+    command(
+        ngx_string!("waiting_room_refuse_status"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        location::set_refuse_status,
         NGX_HTTP_LOC_CONF_OFFSET,
     ),
     command(

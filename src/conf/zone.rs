@@ -3,7 +3,8 @@
 //! ```nginx
 //! waiting_room_zone zone=NAME:SIZE [max_active=N] [session=TIME] [idle=TIME]
 //!                   [queue_timeout=TIME] [claim_window=TIME] [heartbeat=TIME]
-//!                   [grace=TIME] [state=FILE];                                   # http
+//!                   [grace=TIME] [confirm=TIME] [client_limit=N]
+//!                   [client_key=STRING] [state=FILE];                            # http
 //! waiting_room_secret FILE;                                                      # http
 //! ```
 
@@ -11,7 +12,11 @@ use core::ffi::{c_char, c_void};
 use core::fmt;
 use std::path::{Path, PathBuf};
 
-use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_parse_time, ngx_str_t};
+use nginx_sys::{
+    ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
+    ngx_http_complex_value_t, ngx_int_t, ngx_parse_size, ngx_parse_time, ngx_pcalloc, ngx_str_t,
+    NGX_OK,
+};
 use ngx::core::NGX_CONF_ERROR;
 
 use super::common::{
@@ -43,6 +48,10 @@ pub enum ZoneError {
     },
     InvalidParameter(String),
     NoZone,
+    /// `client_key=` without `client_limit=`.
+    KeyWithoutLimit,
+    /// `client_key=` is not a valid complex value (nginx has said why).
+    BadKey,
     Duplicate(String),
     /// `"heartbeat=30s" must be shorter than "idle=10s"`, and the like.
     Order {
@@ -82,6 +91,10 @@ impl fmt::Display for ZoneError {
             ZoneError::InvalidParameter(p) => write!(f, "invalid parameter \"{p}\""),
             ZoneError::NoZone => f.write_str("\"waiting_room_zone\" must have \"zone\" parameter"),
             ZoneError::Duplicate(n) => write!(f, "duplicate zone \"{n}\""),
+            ZoneError::KeyWithoutLimit => {
+                f.write_str("\"client_key\" parameter requires \"client_limit\" parameter")
+            }
+            ZoneError::BadKey => f.write_str("invalid \"client_key\" parameter"),
             ZoneError::Order { this, relation, that } => {
                 write!(f, "\"{this}\" must {relation} \"{that}\"")
             }
@@ -141,12 +154,15 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
     let mut zone: Option<(String, usize)> = None;
     let mut state: Option<String> = None;
     let mut max_active: u32 = 200;
+    let mut client_limit: u32 = 0;
+    let mut client_key_given = false;
     let mut timing = Timing {
         session_ms: 300_000,
         idle_ms: 90_000,
         queue_timeout_ms: 900_000,
         claim_window_ms: 30_000,
         grace_ms: 5_000,
+        confirm_ms: 30_000,
     };
     let mut heartbeat_ms = 30_000;
     let mut heartbeat = Given::default("heartbeat", "30s");
@@ -156,6 +172,7 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
     let mut claim_window = Given::default("claim_window", "30s");
     let mut grace = Given::default("grace", "5s");
     let mut grace_given = false;
+    let mut confirm = Given::default("confirm", "30s");
     for a in words {
         let (key, value) = a.split_once('=').unwrap_or((a.as_str(), ""));
         match key {
@@ -181,7 +198,8 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
                     })
                 }
             },
-            "session" | "idle" | "queue_timeout" | "claim_window" | "heartbeat" | "grace" => {
+            "session" | "idle" | "queue_timeout" | "claim_window" | "heartbeat" | "grace"
+            | "confirm" => {
                 let ms = parse_time(value).ok_or_else(|| ZoneError::InvalidValue {
                     key: key.to_owned(),
                     value: value.to_owned(),
@@ -193,8 +211,22 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
                     "queue_timeout" => (timing.queue_timeout_ms, queue_timeout) = (ms, given),
                     "claim_window" => (timing.claim_window_ms, claim_window) = (ms, given),
                     "grace" => (timing.grace_ms, grace, grace_given) = (ms, given, true),
+                    "confirm" => (timing.confirm_ms, confirm) = (ms, given),
                     _ => (heartbeat_ms, heartbeat) = (ms, given),
                 }
+            }
+            "client_limit" => match value.parse::<u32>() {
+                Ok(n) if (1..=10_000).contains(&n) => client_limit = n,
+                _ => {
+                    return Err(ZoneError::InvalidValue {
+                        key: key.to_owned(),
+                        value: value.to_owned(),
+                    })
+                }
+            },
+            "client_key" if !value.is_empty() => client_key_given = true,
+            "client_key" => {
+                return Err(ZoneError::InvalidValue { key: key.to_owned(), value: String::new() })
             }
             "state" if !value.is_empty() && !value.contains('\0') => {
                 state = Some(value.to_owned());
@@ -209,6 +241,9 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
         }
     }
     let (name, size) = zone.ok_or(ZoneError::NoZone)?;
+    if client_key_given && client_limit == 0 {
+        return Err(ZoneError::KeyWithoutLimit);
+    }
     let order = |this: &Given, relation, that: &Given| {
         Err(ZoneError::Order { this: this.text.clone(), relation, that: that.text.clone() })
     };
@@ -225,6 +260,11 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
     if timing.claim_window_ms > timing.queue_timeout_ms {
         return order(&claim_window, "not be longer than", &queue_timeout);
     }
+    // A first contact who may take longer to come back than a ticket lives would take a place
+    // the room has already forgotten.
+    if timing.confirm_ms > timing.queue_timeout_ms {
+        return order(&confirm, "not be longer than", &queue_timeout);
+    }
     // A grace as long as `idle` would keep a closed page's slot as long as an idle one's; by
     // default it is 5s, or half of a shorter `idle`.
     if !grace_given {
@@ -237,7 +277,7 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
         let need_k = (Layout::min_region_len(max_active) + 16 * 4096) / 1024 + 1;
         return Err(ZoneError::TooSmallFor { name, max_active, need_k });
     }
-    Ok((name, Settings { size, max_active, timing, heartbeat_ms }, state))
+    Ok((name, Settings { size, max_active, timing, heartbeat_ms, client_limit }, state))
 }
 
 /// The state file's full path (a relative one is taken from nginx's prefix, as nginx takes
@@ -273,6 +313,38 @@ fn state_path(cf: *mut ngx_conf_t, given: &str) -> Result<PathBuf, ZoneError> {
     }
 }
 
+/// `s` without its first `skip` bytes.
+///
+/// # Safety
+/// `s` holds at least `skip` bytes.
+unsafe fn tail(s: &ngx_str_t, skip: usize) -> ngx_str_t {
+    // SAFETY: the caller's promise.
+    ngx_str_t { len: s.len - skip, data: unsafe { s.data.add(skip) } }
+}
+
+/// `value` compiled as a complex value (a string with variables) in the configuration pool;
+/// `None` when nginx refused it (it has logged why).
+fn compile_complex_value(
+    cf: *mut ngx_conf_t,
+    mut value: ngx_str_t,
+) -> Option<*mut ngx_http_complex_value_t> {
+    // SAFETY: `cf` is the configuration being read; its pool outlives the configuration, and
+    // a zeroed compile record with `cf`, `value` and `complex_value` set is how nginx's own
+    // modules call the compiler.
+    unsafe {
+        let cv = ngx_pcalloc((*cf).pool, core::mem::size_of::<ngx_http_complex_value_t>())
+            as *mut ngx_http_complex_value_t;
+        if cv.is_null() {
+            return None;
+        }
+        let mut ccv: ngx_http_compile_complex_value_t = core::mem::zeroed();
+        ccv.cf = cf;
+        ccv.value = &mut value;
+        ccv.complex_value = cv;
+        (ngx_http_compile_complex_value(&mut ccv) == NGX_OK as ngx_int_t).then_some(cv)
+    }
+}
+
 pub extern "C" fn set_zone(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
@@ -294,6 +366,17 @@ pub extern "C" fn set_zone(
         let room = unsafe { &mut *room };
         if room.settings.is_some() {
             return Err(ZoneError::Duplicate(name));
+        }
+        if settings.client_limit > 0 {
+            let given = args(cf).iter().skip(1).find(|a| a.as_bytes().starts_with(b"client_key="));
+            let key = match given {
+                // SAFETY: the words of a directive live in the configuration pool as long as
+                // the configuration; the key is the part after "client_key=".
+                Some(a) => unsafe { tail(a, "client_key=".len()) },
+                None => ngx::ngx_string!("$binary_remote_addr"),
+            };
+            let cv = compile_complex_value(cf, key).ok_or(ZoneError::BadKey)?;
+            room.set_client_key(cv);
         }
         if !room.define(cf, settings, state) {
             return Err(ZoneError::Refused);

@@ -18,17 +18,28 @@ use core::mem::size_of;
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::fenwick;
-use super::layout::{TicketSlot, CALLED, FREE, KEY_MAX, LAPSED, RECALLED, RETURNED, WAITING};
+use super::layout::{
+    People, TicketSlot, CALLED, FREE, KEY_MAX, LAPSED, RECALLED, RETURNED, UNCONFIRMED, WAITING,
+};
 use super::room::Room;
 use super::stats::Counters;
 
 const IMAGE_MAGIC: u64 = u64::from_le_bytes(*b"ngxWRimg");
-/// Bump whenever a record of the image changes.
-pub const IMAGE_VERSION: u32 = 1;
+/// Bump whenever a record of the image changes, and keep reading the older ones.
+pub const IMAGE_VERSION: u32 = 2;
 
+/// What every image starts with.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct ImageHead {
+struct Peek {
+    magic: u64,
+    version: u32,
+}
+
+/// The head of an image of format 1 (module 0.1 and 0.2), which format 2 extends.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ImageHeadV1 {
     magic: u64,
     version: u32,
     key_len: u32,
@@ -49,16 +60,51 @@ struct ImageHead {
 
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct SessionRecord {
+struct ImageHead {
+    v1: ImageHeadV1,
+    people: People,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SessionRecordV1 {
     slot: u64,
     id: u64,
+    /// With [`UNCONFIRMED`] set for a first contact that has not come back.
     created: u64,
     last_seen: u64,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct SessionRecord {
+    v1: SessionRecordV1,
+    client: u64,
+}
+
+/// A ticket of format 1: a [`TicketSlot`] without its client tag.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct TicketV1 {
+    number: u64,
+    joined: u64,
+    stamp: u64,
+    visitor: u32,
+    state: u32,
 }
 
 const HEAD_LEN: usize = size_of::<ImageHead>();
 const SESSION_LEN: usize = size_of::<SessionRecord>();
 const TICKET_LEN: usize = size_of::<TicketSlot>();
+
+/// The lengths of the head, a session and a ticket in an image of format `version`.
+fn lengths(version: u32) -> Option<(usize, usize, usize)> {
+    match version {
+        1 => Some((size_of::<ImageHeadV1>(), size_of::<SessionRecordV1>(), size_of::<TicketV1>())),
+        2 => Some((HEAD_LEN, SESSION_LEN, TICKET_LEN)),
+        _ => None,
+    }
+}
 
 /// Why an image was not taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,9 +147,51 @@ pub struct Imported {
 /// Whether `T` is one of this module's records: plain `repr(C)` data without padding, valid
 /// for any bit pattern.
 trait Record: Copy {}
+impl Record for Peek {}
+impl Record for ImageHeadV1 {}
 impl Record for ImageHead {}
+impl Record for SessionRecordV1 {}
 impl Record for SessionRecord {}
+impl Record for TicketV1 {}
 impl Record for TicketSlot {}
+
+/// The records of an image of either format, read as format 2.
+struct Reader<'i> {
+    image: &'i [u8],
+    version: u32,
+}
+
+impl Reader<'_> {
+    fn head(&self) -> Option<ImageHead> {
+        match self.version {
+            1 => read::<ImageHeadV1>(self.image, 0)
+                .map(|v1| ImageHead { v1, people: People::default() }),
+            _ => read(self.image, 0),
+        }
+    }
+
+    fn session(&self, at: usize) -> Option<SessionRecord> {
+        match self.version {
+            1 => read::<SessionRecordV1>(self.image, at).map(|v1| SessionRecord { v1, client: 0 }),
+            _ => read(self.image, at),
+        }
+    }
+
+    fn ticket(&self, at: usize) -> Option<TicketSlot> {
+        match self.version {
+            1 => read::<TicketV1>(self.image, at).map(|t| TicketSlot {
+                number: t.number,
+                joined: t.joined,
+                stamp: t.stamp,
+                visitor: t.visitor,
+                state: t.state,
+                client: 0,
+                _pad: 0,
+            }),
+            _ => read(self.image, at),
+        }
+    }
+}
 
 fn read<T: Record>(bytes: &[u8], at: usize) -> Option<T> {
     let src = bytes.get(at..at.checked_add(size_of::<T>())?)?;
@@ -132,6 +220,11 @@ pub fn image_len_max(session_cap: u32, ticket_cap: u64) -> usize {
         .saturating_add(TICKET_LEN.saturating_mul(ticket_cap as usize))
 }
 
+/// The client tag of session slot `slot`.
+fn sessions_client(room: &Room, slot: usize) -> u64 {
+    room.sessions.get(slot).map_or(0, |s| s.client.load(Relaxed))
+}
+
 impl Room<'_> {
     /// The most bytes this room's image can take.
     pub fn image_len_max(&self) -> usize {
@@ -148,11 +241,15 @@ impl Room<'_> {
             if s.id == 0 {
                 continue;
             }
+            let created = if s.confirmed { s.created } else { s.created | UNCONFIRMED };
             let rec = SessionRecord {
-                slot: slot as u64,
-                id: s.id,
-                created: s.created,
-                last_seen: s.last_seen,
+                v1: SessionRecordV1 {
+                    slot: slot as u64,
+                    id: s.id,
+                    created,
+                    last_seen: s.last_seen,
+                },
+                client: sessions_client(self, slot),
             };
             write(out, at, &rec)?;
             at += SESSION_LEN;
@@ -170,7 +267,7 @@ impl Room<'_> {
             tickets += 1;
         }
         let h = &self.hdr;
-        let head = ImageHead {
+        let v1 = ImageHeadV1 {
             magic: IMAGE_MAGIC,
             version: IMAGE_VERSION,
             key_len: h.key_len.min(KEY_MAX as u32),
@@ -187,7 +284,7 @@ impl Room<'_> {
             key: h.key,
             stats: h.stats,
         };
-        write(out, 0, &head)?;
+        write(out, 0, &ImageHead { v1, people: h.people })?;
         Some(at)
     }
 
@@ -199,11 +296,16 @@ impl Room<'_> {
         }
         self.tickets.fill(TicketSlot::default());
         self.tree.fill(0);
+        self.arrivals.fill(Default::default());
+        self.clients.fill(0);
         let h = &mut *self.hdr;
         (h.active, h.called, h.lapsed, h.returned) = (0, 0, 0, 0);
         (h.head, h.tail, h.live, h.ticket_sweep, h.last_sweep, h.session_sweep) =
             (0, 0, 0, 0, 0, 0);
         h.stats = Counters::default();
+        h.people = People::default();
+        h.people_logged = People::default();
+        h.people_logged_at = 0;
         h.adopt_from = 0;
         self.rebuild_free();
     }
@@ -237,34 +339,36 @@ impl Room<'_> {
 
     fn take(&mut self, image: &[u8], shift_ms: i64, dry: bool) -> Result<Imported, ImportError> {
         use ImportError::Damaged;
-        let h: ImageHead = read(image, 0).ok_or(Damaged("it is shorter than its header"))?;
-        if h.magic != IMAGE_MAGIC {
+        let peek: Peek = read(image, 0).ok_or(Damaged("it is shorter than its header"))?;
+        if peek.magic != IMAGE_MAGIC {
             return Err(Damaged("it is not a room's image"));
         }
-        if h.version != IMAGE_VERSION {
-            return Err(ImportError::OtherVersion(h.version));
-        }
+        let (head_len, session_len, ticket_len) =
+            lengths(peek.version).ok_or(ImportError::OtherVersion(peek.version))?;
+        let r = Reader { image, version: peek.version };
+        let full = r.head().ok_or(Damaged("it is shorter than its header"))?;
+        let h = full.v1;
         let len = usize::try_from(h.sessions)
             .ok()
-            .and_then(|s| s.checked_mul(SESSION_LEN))
-            .zip(usize::try_from(h.tickets).ok().and_then(|t| t.checked_mul(TICKET_LEN)))
-            .and_then(|(s, t)| s.checked_add(t)?.checked_add(HEAD_LEN));
+            .and_then(|s| s.checked_mul(session_len))
+            .zip(usize::try_from(h.tickets).ok().and_then(|t| t.checked_mul(ticket_len)))
+            .and_then(|(s, t)| s.checked_add(t)?.checked_add(head_len));
         if len != Some(image.len()) {
             return Err(Damaged("its length does not match its counts"));
         }
         if h.key_len as usize > KEY_MAX || h.tail < h.head || h.next_session_id == 0 {
             return Err(Damaged("its header is inconsistent"));
         }
-        let sessions_at = HEAD_LEN;
-        let tickets_at = sessions_at + h.sessions as usize * SESSION_LEN;
-        let session_at = |i: usize| read::<SessionRecord>(image, sessions_at + i * SESSION_LEN);
-        let ticket_at = |i: usize| read::<TicketSlot>(image, tickets_at + i * TICKET_LEN);
+        let sessions_at = head_len;
+        let tickets_at = sessions_at + h.sessions as usize * session_len;
+        let session_at = |i: usize| r.session(sessions_at + i * session_len);
+        let ticket_at = |i: usize| r.ticket(tickets_at + i * ticket_len);
 
         // Check everything first.
         let cap = self.hdr.session_cap;
         let mut last_slot = None;
         for i in 0..h.sessions as usize {
-            let s = session_at(i).ok_or(Damaged("a session record is cut short"))?;
+            let s = session_at(i).ok_or(Damaged("a session record is cut short"))?.v1;
             if s.id == 0 || last_slot.is_some_and(|l| s.slot <= l) {
                 return Err(Damaged("its sessions are not in order"));
             }
@@ -306,11 +410,14 @@ impl Room<'_> {
 
         // Then fill.
         for i in 0..h.sessions as usize {
-            let Some(s) = session_at(i) else { continue };
+            let Some(SessionRecord { v1: s, client }) = session_at(i) else { continue };
             let Some(slot) = self.sessions.get(s.slot as usize) else { continue };
-            slot.created.store(shift(s.created, shift_ms), Relaxed);
+            let flag = s.created & UNCONFIRMED;
+            slot.created.store(shift(s.created & !UNCONFIRMED, shift_ms) | flag, Relaxed);
             slot.last_seen.store(shift(s.last_seen, shift_ms), Relaxed);
+            slot.client.store(u64::from(client as u32), Relaxed);
             slot.id.store(s.id, Relaxed);
+            self.count_client_up(client as u32);
         }
         self.rebuild_free();
         let tcap = self.hdr.ticket_cap;
@@ -328,6 +435,7 @@ impl Room<'_> {
             let idx = (t.number % tcap) as usize;
             self.tickets[idx] = t;
             fenwick::add(self.tree, idx, 1);
+            self.count_client_up(t.client);
         }
         let hdr = &mut *self.hdr;
         hdr.active = h.sessions as u32;
@@ -346,6 +454,29 @@ impl Room<'_> {
         hdr.key = h.key;
         hdr.key_len = h.key_len;
         hdr.stats = h.stats.rebased(|t| shift(t, shift_ms));
+        hdr.people = full.people;
+        hdr.people_logged = full.people;
+        hdr.people_logged_at = 0;
         Ok(Imported { sessions: h.sessions as u32, tickets: h.tickets })
     }
+}
+
+/// `image` (of the current format) rewritten in format 1, as module 0.2 wrote it; for tests.
+#[cfg(test)]
+pub fn downgrade_to_v1(image: &[u8]) -> Vec<u8> {
+    let Some(head) = read::<ImageHead>(image, 0) else { return Vec::new() };
+    let mut v1 = head.v1;
+    v1.version = 1;
+    let mut out = vec![0u8; size_of::<ImageHeadV1>()];
+    write(&mut out, 0, &v1);
+    let mut at = HEAD_LEN;
+    for _ in 0..head.v1.sessions {
+        out.extend_from_slice(&image[at..at + size_of::<SessionRecordV1>()]);
+        at += SESSION_LEN;
+    }
+    for _ in 0..head.v1.tickets {
+        out.extend_from_slice(&image[at..at + size_of::<TicketV1>()]);
+        at += TICKET_LEN;
+    }
+    out
 }

@@ -3,7 +3,12 @@
 //!
 //! ```text
 //! Header | sessions: [SessionSlot; S] | free: [u32; S] | tickets: [TicketSlot; T] | tree: [u32; T + 1]
+//!        | arrivals: [ArrivalSlot; T / 4] | clients: [u16; 2 × T / 2]
 //! ```
+//!
+//! `arrivals` remembers which first contacts have come back (see `Room::confirm`); `clients`
+//! counts the places each client holds, approximately, in two rows of hashed counters (see
+//! `Room::client_places`).
 //!
 //! Everything here is `#[repr(C)]` plain data, valid for any bit pattern, with no pointers.
 //!
@@ -29,13 +34,15 @@ use super::stats::Counters;
 
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ngxWRoom");
 /// Bump whenever the layout of any `#[repr(C)]` struct here changes.
-pub const LAYOUT_VERSION: u32 = 6;
+pub const LAYOUT_VERSION: u32 = 7;
 /// Longest random key kept in the region.
 pub const KEY_MAX: usize = 64;
 /// The smallest queue a region may hold.
 pub const MIN_TICKETS: u64 = 64;
-/// Bytes each ticket costs: its ring slot plus its tree node.
-pub const BYTES_PER_TICKET: usize = size_of::<TicketSlot>() + size_of::<u32>();
+/// Bytes each ticket costs: its ring slot, its tree node, a quarter of an arrival slot and two
+/// halves of a client counter.
+pub const BYTES_PER_TICKET: usize =
+    size_of::<TicketSlot>() + size_of::<u32>() + size_of::<ArrivalSlot>() / 4 + 2;
 /// Bytes each session costs: its slot plus its place on the free stack.
 pub const BYTES_PER_SESSION: usize = size_of::<SessionSlot>() + size_of::<u32>();
 /// Room for more sessions than `max_active` asks for, so that raising it on reload keeps the
@@ -63,6 +70,10 @@ pub struct Timing {
     /// A visitor whose page was left (a reload, a click, a closed tab) keeps their slot or
     /// place this long, and keeps it for good if seen again meanwhile.
     pub grace_ms: u64,
+    /// A first contact's session is kept this long (at most `idle`) for its browser to come
+    /// back with the cookie; a first contact sent to the line must come back within this long
+    /// to take its place.
+    pub confirm_ms: u64,
 }
 
 /// A session's slot: the only data in the region touched without the lock (see the module's
@@ -76,6 +87,8 @@ pub(super) struct SessionSlot {
     pub created: AtomicU64,
     /// Monotonic milliseconds.
     pub last_seen: AtomicU64,
+    /// The client tag of the visitor (see `Room::client_places`); 0 when not counted.
+    pub client: AtomicU64,
 }
 
 /// A session slot's values at one moment.
@@ -84,7 +97,12 @@ pub(super) struct Session {
     pub id: u64,
     pub created: u64,
     pub last_seen: u64,
+    /// The visitor's browser has come back with the cookie since the session was opened.
+    pub confirmed: bool,
 }
+
+/// Set in a session slot's `created` while its visitor has not come back with the cookie.
+pub(super) const UNCONFIRMED: u64 = 1 << 63;
 
 /// A visitor seen again within a sixteenth of `idle` (at most a second) is not written down
 /// again: it saves a write to shared memory on most requests and shifts `idle` by little.
@@ -92,10 +110,12 @@ const SEEN_GRANULARITY_MAX_MS: u64 = 1000;
 
 impl SessionSlot {
     pub fn get(&self) -> Session {
+        let created = self.created.load(Relaxed);
         Session {
             id: self.id.load(Relaxed),
-            created: self.created.load(Relaxed),
+            created: created & !UNCONFIRMED,
             last_seen: self.last_seen.load(Relaxed),
+            confirmed: created & UNCONFIRMED == 0,
         }
     }
 
@@ -104,12 +124,14 @@ impl SessionSlot {
         self.id.store(0, Relaxed);
         self.created.store(0, Relaxed);
         self.last_seen.store(0, Relaxed);
+        self.client.store(0, Relaxed);
     }
 }
 
 impl Session {
     pub fn expired(&self, now: u64, t: &Timing) -> bool {
-        now.saturating_sub(self.last_seen) > t.idle_ms
+        let idle = if self.confirmed { t.idle_ms } else { t.idle_ms.min(t.confirm_ms) };
+        now.saturating_sub(self.last_seen) > idle
             || now.saturating_sub(self.created) >= t.session_ms
     }
 
@@ -143,6 +165,18 @@ pub(super) struct TicketSlot {
     pub stamp: u64,
     pub visitor: u32,
     pub state: u32,
+    /// The client tag of the visitor (see `Room::client_places`); 0 when not counted.
+    pub client: u32,
+    pub _pad: u32,
+}
+
+/// A first contact that has come back and taken its place: the low 32 bits of its visitor
+/// number and of its ticket's number. Indexed by visitor number.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct ArrivalSlot {
+    pub visitor: u32,
+    pub number: u32,
 }
 
 #[repr(C)]
@@ -192,6 +226,29 @@ pub(super) struct Header {
     /// after a reload): such a session is taken in when it comes back. 0 when none.
     pub adopt_from: u64,
     pub stats: Counters,
+    pub people: People,
+    /// The `people` counters when a flood was last logged, and when (monotonic ms).
+    pub people_logged: People,
+    pub people_logged_at: u64,
+}
+
+/// What the room turned away or let lapse because it was not a person who wants in: counted
+/// since the zone was made.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct People {
+    /// First contacts sent to the line without a place yet.
+    pub arrivals: u64,
+    /// Of those, how many came back with the cookie and took their place.
+    pub arrivals_confirmed: u64,
+    /// First contacts admitted at once, and of those, how many came back with the cookie.
+    pub sessions_opened: u64,
+    pub sessions_confirmed: u64,
+    /// Requests that could take no place: not a page load, a crawler's, over the per-client
+    /// limit.
+    pub refused_not_navigation: u64,
+    pub refused_crawler: u64,
+    pub refused_client_limit: u64,
 }
 
 /// Where each table starts, for a region of a given length and session capacity.
@@ -204,6 +261,11 @@ pub struct Layout {
     pub(super) free_at: usize,
     pub(super) tickets_at: usize,
     pub(super) tree_at: usize,
+    pub(super) arrivals_at: usize,
+    pub arrival_cap: u64,
+    pub(super) clients_at: usize,
+    /// The width of each of the two rows of client counters.
+    pub client_width: u64,
 }
 
 fn align8(n: usize) -> usize {
@@ -218,13 +280,22 @@ impl Layout {
         let free_at =
             sessions_at.checked_add(size_of::<SessionSlot>().checked_mul(session_cap as usize)?)?;
         let tickets_at = align8(free_at.checked_add(4usize.checked_mul(session_cap as usize)?)?);
-        // T ticket slots and T + 1 tree nodes, the tree padded to 8 bytes.
-        let rest = region_len.checked_sub(tickets_at)?.checked_sub(8)?;
+        // T ticket slots, T + 1 tree nodes, T / 4 arrival slots and 2 × (T / 2 + 1) client
+        // counters, each table padded to 8 bytes.
+        let rest = region_len.checked_sub(tickets_at)?.checked_sub(40)?;
         let ticket_cap = (rest / BYTES_PER_TICKET) as u64;
         if ticket_cap < MIN_TICKETS || session_cap == 0 {
             return None;
         }
-        let tree_at = tickets_at + size_of::<TicketSlot>() * ticket_cap as usize;
+        let t = ticket_cap as usize;
+        let tree_at = tickets_at + size_of::<TicketSlot>() * t;
+        let arrivals_at = align8(tree_at + 4 * (t + 1));
+        let arrival_cap = (ticket_cap / 4).max(1);
+        let clients_at = align8(arrivals_at + size_of::<ArrivalSlot>() * arrival_cap as usize);
+        let client_width = ticket_cap / 2 + 1;
+        if clients_at + 2 * 2 * client_width as usize > region_len {
+            return None;
+        }
         Some(Layout {
             region_len,
             session_cap,
@@ -233,6 +304,10 @@ impl Layout {
             free_at,
             tickets_at,
             tree_at,
+            arrivals_at,
+            arrival_cap,
+            clients_at,
+            client_width,
         })
     }
 
@@ -250,7 +325,7 @@ impl Layout {
     pub fn min_region_len(session_cap: u32) -> usize {
         align8(size_of::<Header>())
             + BYTES_PER_SESSION * session_cap as usize
-            + 8
+            + 40
             + BYTES_PER_TICKET * MIN_TICKETS as usize
             + 16
     }

@@ -1,7 +1,7 @@
 //! The waiting room's logic, with no nginx in it: how a room's state is laid out as plain data
 //! (`layout`), its state machine (`room`), the Fenwick tree behind positions (`fenwick`), the
 //! counters and pace behind the estimate (`stats`), the signed cookie (`token`), reading a
-//! `Cookie` header (`cookie`) and small helpers for the nginx side's edges (`guard`).
+//! `Cookie` header (`cookie`), what kind of request it is (`request`) and small helpers for the nginx side's edges (`guard`).
 //! Everything here is tested by `cargo test` without starting nginx.
 //!
 //! Time comes in as arguments: monotonic milliseconds (nginx's `ngx_current_msec`, the same in
@@ -13,6 +13,7 @@ pub mod fenwick;
 pub mod guard;
 pub mod image;
 pub mod layout;
+pub mod request;
 pub mod room;
 pub mod stats;
 pub mod token;

@@ -22,8 +22,9 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use super::fenwick;
 use super::layout::{
-    read_layout, AttachError, Header, Layout, Session, SessionSlot, TicketSlot, Timing, ADOPT_SPAN,
-    CALLED, FREE, KEY_MAX, LAPSED, LAYOUT_VERSION, MAGIC, RECALLED, RETURNED, VISITOR_GAP, WAITING,
+    read_layout, ArrivalSlot, AttachError, Header, Layout, People, Session, SessionSlot,
+    TicketSlot, Timing, ADOPT_SPAN, CALLED, FREE, KEY_MAX, LAPSED, LAYOUT_VERSION, MAGIC, RECALLED,
+    RETURNED, UNCONFIRMED, VISITOR_GAP, WAITING,
 };
 use super::stats::{Counters, Totals};
 
@@ -33,13 +34,20 @@ const LAZY_BUDGET: u32 = 64;
 /// What happened to a new visitor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Entry {
+    /// Admitted at once: the session holds its slot for `confirm` unless the visitor comes
+    /// back with the cookie meanwhile.
     Admitted(SessionRef),
-    Queued {
-        ticket: TicketRef,
+    /// Sent to the back of the line without a place yet: the place is taken, in order, when
+    /// the visitor comes back with the arrival (see [`Room::confirm`]).
+    Arrived {
+        arrival: Arrival,
+        /// Where they would stand now: after everyone in line.
         position: u64,
     },
     /// The queue is as long as the region can hold.
     Full,
+    /// The client holds as many places as its limit allows.
+    Limited,
     /// The room stands by (another nginx runs it): nobody is given a place until it takes
     /// over.
     Held,
@@ -70,6 +78,50 @@ pub struct TicketRef {
     pub visitor: u64,
 }
 
+/// A first contact sent to the line: what its cookie carries until it comes back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Arrival {
+    pub visitor: u64,
+    /// Monotonic milliseconds.
+    pub arrived: u64,
+}
+
+/// Who is asking for a place, for the per-client limit: a tag made from the client's key
+/// (0: not counted) and the most places that tag may hold (0: no limit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Client {
+    pub tag: u32,
+    pub limit: u32,
+}
+
+impl Client {
+    /// Nobody in particular: not counted, not limited.
+    pub const NONE: Client = Client { tag: 0, limit: 0 };
+
+    fn counted(self) -> u32 {
+        if self.limit == 0 {
+            0
+        } else {
+            self.tag
+        }
+    }
+}
+
+/// What a first contact coming back with its arrival found (see [`Room::confirm`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Confirm {
+    /// Its place in line, taken now or by an earlier return, and what the ticket says now.
+    Ticket(TicketRef, Poll),
+    /// Taken too late, or never issued by this room: the visitor is a new one.
+    Stale,
+    /// The queue is as long as the region can hold.
+    Full,
+    /// The client holds as many places as its limit allows.
+    Limited,
+    /// The room stands by: nobody takes a place until it takes over.
+    Held,
+}
+
 /// A moment's view of the room, for the status page and the estimate.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Snapshot {
@@ -86,6 +138,7 @@ pub struct Snapshot {
     pub standby: bool,
     /// Counts since the zone was made.
     pub totals: Totals,
+    pub people: People,
     pub admitted_per_minute: Option<f64>,
     pub called_per_minute: Option<f64>,
     pub avg_wait_seconds: Option<f64>,
@@ -108,6 +161,8 @@ pub struct Room<'a> {
     pub(super) free: &'a mut [u32],
     pub(super) tickets: &'a mut [TicketSlot],
     pub(super) tree: &'a mut [u32],
+    pub(super) arrivals: &'a mut [ArrivalSlot],
+    pub(super) clients: &'a mut [u16],
 }
 
 impl<'a> Room<'a> {
@@ -120,7 +175,7 @@ impl<'a> Room<'a> {
     unsafe fn from_raw(base: *mut u8, l: &Layout) -> Room<'a> {
         let s = l.session_cap as usize;
         let t = l.ticket_cap as usize;
-        debug_assert!(l.tree_at + 4 * (t + 1) <= l.region_len);
+        debug_assert!(l.clients_at + 4 * l.client_width as usize <= l.region_len);
         // SAFETY: `Layout::new` placed the header and the four tables one after another, each
         // at an offset aligned for its type, all inside the region, without overlap; every
         // type here is plain `repr(C)` data valid for any bit pattern. The `&mut` ones are
@@ -137,6 +192,14 @@ impl<'a> Room<'a> {
                     t,
                 ),
                 tree: core::slice::from_raw_parts_mut(base.add(l.tree_at) as *mut u32, t + 1),
+                arrivals: core::slice::from_raw_parts_mut(
+                    base.add(l.arrivals_at) as *mut ArrivalSlot,
+                    l.arrival_cap as usize,
+                ),
+                clients: core::slice::from_raw_parts_mut(
+                    base.add(l.clients_at) as *mut u16,
+                    2 * l.client_width as usize,
+                ),
             }
         }
     }
@@ -255,6 +318,9 @@ impl<'a> Room<'a> {
             _pad: 0,
             adopt_from: 0,
             stats: Counters::default(),
+            people: People::default(),
+            people_logged: People::default(),
+            people_logged_at: 0,
         };
         for (i, f) in room.free.iter_mut().enumerate() {
             // Pop order is from the top: hand out slot 0 first.
@@ -333,7 +399,10 @@ impl<'a> Room<'a> {
 
     // ---- sessions ----
 
-    fn open_session(&mut self, now: u64) -> Option<SessionRef> {
+    /// Opens a session for a visitor counted under client tag `client`. A first contact's
+    /// (`confirmed` false) holds its slot only for `confirm` until the visitor comes back,
+    /// and counts as admitted only then.
+    fn open_session(&mut self, now: u64, client: u32, confirmed: bool) -> Option<SessionRef> {
         if self.hdr.free_top == 0 {
             return None;
         }
@@ -342,11 +411,17 @@ impl<'a> Room<'a> {
         let id = self.hdr.next_session_id;
         self.hdr.next_session_id = id.wrapping_add(1).max(1);
         let s = self.sessions.get(slot as usize)?;
-        s.created.store(now, Relaxed);
+        s.created.store(if confirmed { now } else { now | UNCONFIRMED }, Relaxed);
         s.last_seen.store(now, Relaxed);
+        s.client.store(u64::from(client), Relaxed);
         s.id.store(id, Relaxed);
         self.hdr.active += 1;
-        self.hdr.stats.admitted();
+        self.count_client(client, true);
+        if confirmed {
+            self.hdr.stats.admitted();
+        } else {
+            self.hdr.people.sessions_opened += 1;
+        }
         Some(SessionRef { slot, id })
     }
 
@@ -357,9 +432,76 @@ impl<'a> Room<'a> {
         }
         let Some(top) = self.free.get_mut(self.hdr.free_top as usize) else { return };
         *top = slot;
+        let client = s.client.load(Relaxed) as u32;
         s.clear();
         self.hdr.free_top += 1;
         self.hdr.active -= 1;
+        self.count_client(client, false);
+    }
+
+    // ---- places per client ----
+
+    /// The two counters of client tag `tag`, one in each row.
+    fn client_cells(&self, tag: u32) -> [usize; 2] {
+        let w = self.layout.client_width;
+        let a = u64::from(tag) % w;
+        let b = u64::from(tag.rotate_left(16) ^ 0x9e37_79b9) % w;
+        [a as usize, (w + b) as usize]
+    }
+
+    /// How many places (sessions and tickets) client tag `tag` holds, or a few more: the
+    /// smaller of its two counters, each shared with the tags that hash alike. Exact for a
+    /// client whose counters no other client shares, never less than the truth.
+    pub fn client_places(&self, tag: u32) -> u32 {
+        if tag == 0 {
+            return 0;
+        }
+        self.client_cells(tag)
+            .iter()
+            .map(|&i| self.clients.get(i).copied().unwrap_or(0))
+            .min()
+            .map_or(0, u32::from)
+    }
+
+    fn count_client(&mut self, tag: u32, up: bool) {
+        if tag == 0 {
+            return;
+        }
+        for i in self.client_cells(tag) {
+            if let Some(c) = self.clients.get_mut(i) {
+                *c = if up { c.saturating_add(1) } else { c.saturating_sub(1) };
+            }
+        }
+    }
+
+    /// Counts one more place for client tag `tag` (an image's, being taken in).
+    pub(super) fn count_client_up(&mut self, tag: u32) {
+        self.count_client(tag, true);
+    }
+
+    /// Whether `client` may take one more place.
+    fn within_limit(&self, client: Client) -> bool {
+        client.limit == 0 || client.tag == 0 || self.client_places(client.tag) < client.limit
+    }
+
+    /// Counts requests that could take no place; see [`People`].
+    pub fn people(&mut self) -> &mut People {
+        &mut self.hdr.people
+    }
+
+    /// The `People` counters now, and as they were when this was last answered with `true`
+    /// (at most every `interval_ms`, across all processes): for a log line per interval.
+    pub fn people_to_log(&mut self, now: u64, interval_ms: u64) -> Option<(People, People, u64)> {
+        let h = &mut *self.hdr;
+        let since = now.saturating_sub(h.people_logged_at);
+        if h.people_logged_at != 0 && since < interval_ms {
+            return None;
+        }
+        let before = h.people_logged;
+        let first = h.people_logged_at == 0;
+        h.people_logged = h.people;
+        h.people_logged_at = now.max(1);
+        (!first).then_some((before, h.people, since))
     }
 
     fn live_session(&self, r: SessionRef) -> Option<Session> {
@@ -369,7 +511,8 @@ impl<'a> Room<'a> {
             .filter(|s| s.id != 0 && s.id == r.id)
     }
 
-    /// Whether `r` is a live session; if so it is seen now. An expired one is ended here.
+    /// Whether `r` is a live session; if so it is seen now, and a first contact's is
+    /// confirmed (its visitor came back with the cookie). An expired one is ended here.
     pub fn touch_session(&mut self, r: SessionRef, now: u64, t: &Timing) -> bool {
         let Some(s) = self.live_session(r) else { return false };
         if s.expired(now, t) {
@@ -378,7 +521,13 @@ impl<'a> Room<'a> {
             self.promote(now, t);
             return false;
         }
-        s.see(&self.sessions[r.slot as usize], now, t);
+        let slot = &self.sessions[r.slot as usize];
+        if !s.confirmed {
+            slot.created.store(s.created, Relaxed);
+            self.hdr.stats.admitted();
+            self.hdr.people.sessions_confirmed += 1;
+        }
+        s.see(slot, now, t);
         true
     }
 
@@ -435,6 +584,7 @@ impl<'a> Room<'a> {
         self.hdr.free_top -= 1;
         s.created.store(now, Relaxed);
         s.last_seen.store(now, Relaxed);
+        s.client.store(0, Relaxed);
         s.id.store(r.id, Relaxed);
         self.hdr.active += 1;
         true
@@ -494,8 +644,10 @@ impl<'a> Room<'a> {
             return;
         }
         slot.state = FREE;
+        let client = slot.client;
         fenwick::add(self.tree, idx, -1);
         self.hdr.live -= 1;
+        self.count_client(client, false);
         match was {
             CALLED | RECALLED => self.hdr.called -= 1,
             LAPSED => self.hdr.lapsed -= 1,
@@ -568,43 +720,113 @@ impl<'a> Room<'a> {
             .find(|&idx| self.tickets.get(idx).is_some_and(|s| s.state == RETURNED))
     }
 
-    /// A visitor with no valid session or ticket arrives.
-    pub fn enter(&mut self, now: u64, t: &Timing) -> Entry {
+    /// A visitor with no valid session, ticket or arrival comes: admitted at once while a slot
+    /// is free and nobody waits (the session holds its slot only for `confirm` unless they
+    /// come back with the cookie), otherwise sent to the back of the line with an arrival and
+    /// no place yet. Nothing the room keeps changes for an arrival but a counter: a flood of
+    /// clients that never come back leaves the line as it was.
+    pub fn enter(&mut self, now: u64, t: &Timing, client: Client) -> Entry {
         if self.hdr.standby != 0 {
             return Entry::Held;
         }
         self.promote(now, t);
         if self.waiting() == 0 && self.free_slots() > 0 {
-            if let Some(s) = self.open_session(now) {
+            if !self.within_limit(client) {
+                self.hdr.people.refused_client_limit += 1;
+                return Entry::Limited;
+            }
+            if let Some(s) = self.open_session(now, client.counted(), false) {
                 return Entry::Admitted(s);
             }
         }
-        self.join(now)
+        if !self.has_room_in_line() {
+            self.hdr.stats.totals.rejected_full += 1;
+            return Entry::Full;
+        }
+        let visitor = self.hdr.next_visitor;
+        self.hdr.next_visitor += 1;
+        self.hdr.people.arrivals += 1;
+        Entry::Arrived { arrival: Arrival { visitor, arrived: now }, position: self.hdr.live + 1 }
     }
 
-    fn join(&mut self, now: u64) -> Entry {
+    /// A first contact sent to the line comes back with its `arrival`: it takes its place
+    /// now, at the back of the line, with its wait counted from its arrival; a second return
+    /// with the same arrival finds the same place. An arrival older than `confirm`, or than
+    /// the last [`Layout::arrival_cap`] arrivals, is stale: its visitor starts again.
+    pub fn confirm(&mut self, a: Arrival, now: u64, t: &Timing, client: Client) -> Confirm {
+        if self.hdr.standby != 0 {
+            return Confirm::Held;
+        }
+        let next = self.hdr.next_visitor;
+        // Workers' cached clocks differ by a little: an arrival a moment "ahead" is fine.
+        let fresh = a.arrived <= now.saturating_add(1000)
+            && now.saturating_sub(a.arrived) <= t.confirm_ms
+            && a.visitor < next
+            && next - a.visitor <= self.layout.arrival_cap;
+        if !fresh {
+            return Confirm::Stale;
+        }
+        let cell = (a.visitor % self.layout.arrival_cap) as usize;
+        let seen = self.arrivals.get(cell).copied().unwrap_or_default();
+        if seen.visitor == a.visitor as u32 && (seen.visitor, seen.number) != (0, 0) {
+            // Back again: the place it took, if it is still live.
+            let tail = self.hdr.tail;
+            let number = tail.wrapping_sub(u64::from((tail as u32).wrapping_sub(seen.number)));
+            let ticket = TicketRef { number, visitor: a.visitor };
+            return match self.poll(ticket, now, t) {
+                Poll::Lost => Confirm::Stale,
+                p => Confirm::Ticket(ticket, p),
+            };
+        }
+        if !self.within_limit(client) {
+            self.hdr.people.refused_client_limit += 1;
+            return Confirm::Limited;
+        }
+        if !self.has_room_in_line() {
+            self.hdr.stats.totals.rejected_full += 1;
+            return Confirm::Full;
+        }
+        let ticket = self.join(a.visitor, a.arrived.min(now), now, client.counted());
+        if let Some(c) = self.arrivals.get_mut(cell) {
+            *c = ArrivalSlot { visitor: a.visitor as u32, number: ticket.number as u32 };
+        }
+        self.hdr.people.arrivals_confirmed += 1;
+        // Called at once if a slot is free and nobody waits ahead.
+        self.promote(now, t);
+        Confirm::Ticket(ticket, self.poll(ticket, now, t))
+    }
+
+    /// Whether the ring has room for one more ticket.
+    fn has_room_in_line(&mut self) -> bool {
         if self.hdr.tail - self.hdr.head >= self.hdr.ticket_cap {
             self.advance_head();
-            if self.hdr.tail - self.hdr.head >= self.hdr.ticket_cap {
-                self.hdr.stats.totals.rejected_full += 1;
-                return Entry::Full;
-            }
         }
+        self.hdr.tail - self.hdr.head < self.hdr.ticket_cap
+    }
+
+    /// Puts visitor `visitor`, who arrived at `joined`, at the back of the line; the caller
+    /// has checked [`Room::has_room_in_line`].
+    fn join(&mut self, visitor: u64, joined: u64, now: u64, client: u32) -> TicketRef {
         let number = self.hdr.tail;
         self.hdr.tail += 1;
         if self.hdr.live == 0 {
             self.hdr.head = number;
         }
-        let visitor = self.hdr.next_visitor;
-        self.hdr.next_visitor += 1;
         let idx = self.ring(number);
-        self.tickets[idx] =
-            TicketSlot { number, joined: now, stamp: now, visitor: visitor as u32, state: WAITING };
+        self.tickets[idx] = TicketSlot {
+            number,
+            joined,
+            stamp: now,
+            visitor: visitor as u32,
+            state: WAITING,
+            client,
+            _pad: 0,
+        };
         fenwick::add(self.tree, idx, 1);
         self.hdr.live += 1;
+        self.count_client(client, true);
         self.hdr.stats.totals.joined_total += 1;
-        let position = self.live_before(number) + 1;
-        Entry::Queued { ticket: TicketRef { number, visitor }, position }
+        TicketRef { number, visitor }
     }
 
     /// A waiting visitor comes back (page load or poll): the ticket is seen now, and claims
@@ -662,8 +884,9 @@ impl<'a> Room<'a> {
 
     /// The ticket at `idx` becomes a session (its slot was reserved, or is free).
     fn admit_from_line(&mut self, idx: usize, joined: u64, now: u64) -> Poll {
+        let client = self.tickets.get(idx).map_or(0, |s| s.client);
         self.drop_ticket(idx);
-        match self.open_session(now) {
+        match self.open_session(now, client, true) {
             Some(session) => {
                 let waited = now.saturating_sub(joined);
                 self.hdr.stats.admitted_after(waited);
@@ -814,6 +1037,7 @@ impl<'a> Room<'a> {
             queue_capacity: h.ticket_cap,
             standby: h.standby != 0,
             totals: st.totals,
+            people: h.people,
             admitted_per_minute: st.admitted_per_minute(),
             called_per_minute: st.called_per_minute(),
             avg_wait_seconds: st.avg_wait_seconds(),

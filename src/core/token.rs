@@ -23,6 +23,10 @@ pub enum Kind {
     Ticket = 1,
     /// An admitted visitor: `number` is the session slot, `id` the session id.
     Session = 2,
+    /// A first contact sent to the line, with no place yet: `visitor` is its visitor number,
+    /// `number` the moment it arrived (monotonic milliseconds). Its place is taken when it
+    /// comes back (see `Room::confirm`).
+    Arrival = 3,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +56,15 @@ pub fn room_tag(room: &str) -> u64 {
     let mut tag = [0u8; 8];
     tag.copy_from_slice(&digest[..8]);
     u64::from_le_bytes(tag)
+}
+
+/// A client's tag for the per-client limit: 32 bits of a hash of its key, salted with the
+/// room's epoch so that nobody can pick keys that share another client's counters. Never 0.
+pub fn client_tag(epoch: u64, key: &[u8]) -> u32 {
+    let digest = Sha256::new().chain_update(epoch.to_le_bytes()).chain_update(key).finalize();
+    let mut tag = [0u8; 4];
+    tag.copy_from_slice(&digest[..4]);
+    u32::from_le_bytes(tag).max(1)
 }
 
 impl Signer {
@@ -126,6 +139,7 @@ impl Signer {
         let kind = match payload[1] {
             1 => Kind::Ticket,
             2 => Kind::Session,
+            3 => Kind::Arrival,
             _ => return None,
         };
         let t = Token {

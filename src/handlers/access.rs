@@ -1,27 +1,36 @@
 //! The gate: an access-phase handler that lets a visitor with a live session through, admits a
 //! new one while there is room, and otherwise holds them in the queue with the queue page.
 //!
-//! It runs in the access phase, registered last and so run first among that phase's handlers:
-//! before `allow`/`deny` and `auth_basic`, and `satisfy any` cannot skip it. Subrequests are
-//! never stopped (nginx does not run the access phase for them); after an internal redirect the
-//! first decision stands.
+//! It runs after the access phase (first in the precontent phase), so that requests that
+//! `allow`/`deny`, `auth_basic` or `auth_request` refuse never take a place; with
+//! `waiting_room_gate before_access` it runs first in the access phase instead (registered last
+//! and so run first among that phase's handlers), before any access check, and `satisfy any`
+//! cannot skip it. Subrequests are never stopped; after an internal redirect the first decision
+//! stands.
+//!
+//! Only a page load may be given a place: other requests without one get a short refusal.
+//! Known crawlers never hold one. A first contact is given an arrival, not a place: the place
+//! is taken when the browser comes back with the cookie.
 
 use nginx_sys::{
     ngx_array_push, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
-    ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE, ngx_http_request_t, ngx_int_t,
-    NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
-    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_LOG_WARN, NGX_OK,
+    ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
+    ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE, ngx_http_request_t, ngx_http_test_predicates,
+    ngx_int_t, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
+    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_TOO_MANY_REQUESTS, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
 
 use super::edge;
-use crate::conf::Module;
+use crate::conf::{Crawlers, Gate, LocConf, Module};
+use crate::core::layout::People;
+use crate::core::request::{is_known_crawler, is_navigation};
 use crate::http::cookies;
 use crate::http::verdict::{self, Verdict};
 use crate::http::{self, Now};
 use crate::pages::{self, QueueView};
-use crate::service::{Decision, Outcome, Room};
+use crate::service::{Decision, Outcome, Room, Visit};
 
 /// How soon a newcomer held while the room stands by asks again.
 const HELD_REFRESH_SECONDS: u64 = 3;
@@ -29,25 +38,45 @@ const HELD_REFRESH_SECONDS: u64 = 3;
 /// How often a full line is logged again, per worker and room.
 const FULL_LOG_MS: u64 = 10_000;
 
+/// How soon a first contact's page asks again without its script (with it, at once).
+const ARRIVAL_REFRESH_SECONDS: u64 = 2;
+
+/// `Retry-After` of a short refusal.
+const REFUSE_RETRY_SECONDS: u64 = 10;
+
+/// First contacts that never came back within an interval, from which the log says so even
+/// when nothing was refused.
+const FLOOD_UNRETURNED: u64 = 100;
+
 pub fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: called from postconfiguration with the http block's `cf`.
     let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(unsafe { &*cf }) else {
         return NGX_ERROR as ngx_int_t;
     };
-    let phase = &mut cmcf.phases[ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize];
-    // SAFETY: the phase's handler array was created by the core module for pointers of this
-    // type.
-    let h = unsafe { ngx_array_push(&mut phase.handlers) } as *mut ngx_http_handler_pt;
-    if h.is_null() {
-        return NGX_ERROR as ngx_int_t;
+    let phases: [(usize, unsafe extern "C" fn(*mut ngx_http_request_t) -> ngx_int_t); 2] = [
+        (ngx_http_phases_NGX_HTTP_ACCESS_PHASE as usize, before_access),
+        (ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE as usize, after_access),
+    ];
+    for (phase, handler) in phases {
+        let phase = &mut cmcf.phases[phase];
+        // SAFETY: the phase's handler array was created by the core module for pointers of
+        // this type.
+        let h = unsafe { ngx_array_push(&mut phase.handlers) } as *mut ngx_http_handler_pt;
+        if h.is_null() {
+            return NGX_ERROR as ngx_int_t;
+        }
+        // SAFETY: `h` is the array's fresh element.
+        unsafe { *h = Some(handler) };
     }
-    // SAFETY: `h` is the array's fresh element.
-    unsafe { *h = Some(handler) };
     NGX_OK as ngx_int_t
 }
 
-extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
-    edge::guarded(r, access)
+extern "C" fn before_access(r: *mut ngx_http_request_t) -> ngx_int_t {
+    edge::guarded(r, |r| gate(r, Gate::BeforeAccess))
+}
+
+extern "C" fn after_access(r: *mut ngx_http_request_t) -> ngx_int_t {
+    edge::guarded(r, |r| gate(r, Gate::AfterAccess))
 }
 
 fn passed(r: &ngx_http_request_t, room: usize) -> ngx_int_t {
@@ -55,13 +84,13 @@ fn passed(r: &ngx_http_request_t, room: usize) -> ngx_int_t {
     NGX_DECLINED as ngx_int_t
 }
 
-fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
+fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
     let declined = NGX_DECLINED as ngx_int_t;
     let Some(lcf) = Module::location_conf(&*r) else { return declined };
     let Some(room) = lcf.room() else { return declined };
     // The room's own API and status locations answer whatever the room decides, even when a
     // `waiting_room` at an outer level would guard them.
-    if lcf.endpoint.is_some() || !core::ptr::eq(r.main, r) {
+    if lcf.endpoint.is_some() || !core::ptr::eq(r.main, r) || lcf.gate != Some(phase) {
         return declined;
     }
     // After an internal redirect, a pass stands for the room that gave it.
@@ -74,10 +103,37 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
     if token.is_some_and(|t| room.touch_live(&t, now.mono_ms)) {
         return passed(r, room_id);
     }
-    let (outcome, epoch) = match room.decide(token, now.mono_ms, true) {
-        Ok(Decision { outcome: Some(o), epoch, .. }) => (o, epoch),
-        Ok(Decision { outcome: None, .. }) => return declined,
+    let (method, headers, ua) = http::request_kind(r);
+    let join = is_navigation(method, &headers);
+    let crawler = is_known_crawler(ua) || crawler_named(r, lcf);
+    if crawler {
+        return match lcf.crawlers {
+            Some(Crawlers::Pass) => {
+                let v = Verdict { status: Some("BYPASSED"), ..Verdict::default() };
+                verdict::set(r, v);
+                declined
+            }
+            _ => {
+                let to_log = room.refused(now.mono_ms, |p| p.refused_crawler += 1);
+                log_people(r, room, to_log.ok().flatten());
+                refuse(r, lcf.refuse_status, "REFUSED", None)
+            }
+        };
+    }
+    let client = room.client_key(r).map(<[u8]>::to_vec);
+    let visit = Visit { join, client: client.as_deref() };
+    let (outcome, epoch) = match room.decide(token, now.mono_ms, visit) {
+        Ok(Decision { outcome, epoch, to_log, .. }) => {
+            log_people(r, room, to_log);
+            (outcome, epoch)
+        }
         Err(e) => return edge::unusable(r, room, e),
+    };
+    let Some(outcome) = outcome else {
+        // Not a page load, and no place: nothing is taken.
+        let to_log = room.refused(now.mono_ms, |p| p.refused_not_navigation += 1);
+        log_people(r, room, to_log.ok().flatten());
+        return refuse(r, lcf.refuse_status, "REFUSED", None);
     };
     match outcome {
         Outcome::Passed => passed(r, room_id),
@@ -100,6 +156,9 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
         // no ticket yet; the page asks again soon and gets one once this nginx takes over.
         Outcome::Held { queue_length } => {
             let position = queue_length + 1;
+            if !join {
+                return refuse(r, lcf.refuse_status, "QUEUED", Some(position));
+            }
             verdict::set(
                 r,
                 Verdict { status: Some("QUEUED"), position: Some(position), ..Verdict::default() },
@@ -111,9 +170,36 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
                 eta_seconds: None,
                 refresh_seconds: HELD_REFRESH_SECONDS,
                 api: lcf.api(),
+                arrival: false,
             };
             let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
             respond(r, lcf.queue_status, HELD_REFRESH_SECONDS, body.as_bytes())
+        }
+        // A first contact: the back of the line, no place until the browser comes back with
+        // the cookie (the page asks at once).
+        Outcome::Arrived { arrival, position, queue_length, eta } => {
+            let Some(value) = room.arrival_cookie(arrival, epoch, now.wall_s) else {
+                return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+            };
+            cookies::set_cookie(r, &room.cookie, &value);
+            let v = Verdict {
+                status: Some("ARRIVED"),
+                position: Some(position),
+                wait: eta,
+                ..Verdict::default()
+            };
+            verdict::set(r, v);
+            let view = QueueView {
+                room: &room.name,
+                position,
+                queue_length,
+                eta_seconds: eta,
+                refresh_seconds: ARRIVAL_REFRESH_SECONDS,
+                api: lcf.api(),
+                arrival: true,
+            };
+            let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
+            respond(r, lcf.queue_status, ARRIVAL_REFRESH_SECONDS, body.as_bytes())
         }
         Outcome::Queued { position, queue_length, eta, new_ticket } => {
             if let Some(t) = new_ticket {
@@ -121,6 +207,11 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
                     return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
                 };
                 cookies::set_cookie(r, &room.cookie, &value);
+            }
+            if !join {
+                // A request of a page's (an image, a script) from someone in line: their
+                // place is kept, and the request gets no page.
+                return refuse(r, lcf.refuse_status, "QUEUED", Some(position));
             }
             let v = Verdict {
                 status: Some("QUEUED"),
@@ -137,16 +228,89 @@ fn access(r: &mut ngx_http_request_t) -> ngx_int_t {
                 eta_seconds: eta,
                 refresh_seconds: refresh,
                 api: lcf.api(),
+                arrival: false,
             };
             let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
             respond(r, lcf.queue_status, refresh, body.as_bytes())
         }
+        Outcome::Limited => refuse(r, NGX_HTTP_TOO_MANY_REQUESTS as usize, "LIMITED", None),
         Outcome::Full { queue_length } => {
             full(r, room, queue_length, now);
             verdict::set(r, Verdict { status: Some("REJECTED"), ..Verdict::default() });
             respond(r, NGX_HTTP_SERVICE_UNAVAILABLE as usize, 60, pages::FULL_PAGE.as_bytes())
         }
     }
+}
+
+/// Whether a `waiting_room_crawler` condition names the request a crawler's.
+fn crawler_named(r: &mut ngx_http_request_t, lcf: &LocConf) -> bool {
+    if lcf.crawler.is_null() {
+        return false;
+    }
+    // SAFETY: a live request and the conditions compiled for its configuration.
+    unsafe { ngx_http_test_predicates(r, lcf.crawler) == NGX_DECLINED as ngx_int_t }
+}
+
+/// A short answer for a request that takes no place (not a page load, a crawler's, over the
+/// per-client limit): the status, `Retry-After`, a line of text.
+fn refuse(
+    r: &mut ngx_http_request_t,
+    status: usize,
+    what: &'static str,
+    position: Option<u64>,
+) -> ngx_int_t {
+    verdict::set(r, Verdict { status: Some(what), position, ..Verdict::default() });
+    let body: &[u8] = if status == NGX_HTTP_TOO_MANY_REQUESTS as usize {
+        b"Too many places in the waiting room from this client.\n"
+    } else {
+        b"The site is busy. Open the page in a browser to wait in line.\n"
+    };
+    // SAFETY: a live main request; the body is not wanted, whatever the method.
+    let rc = unsafe { ngx_http_discard_request_body(r) };
+    if rc != NGX_OK as ngx_int_t {
+        return rc;
+    }
+    http::add_header(r, "Cache-Control", "cache-control", "no-store");
+    http::add_header(r, "Retry-After", "retry-after", &REFUSE_RETRY_SECONDS.to_string());
+    let rc = http::send(r, status, "text/plain; charset=utf-8", body);
+    // SAFETY: as in `respond`.
+    unsafe { ngx_http_finalize_request(r, rc) };
+    NGX_DONE as ngx_int_t
+}
+
+/// One line for the whole room, at most every `PEOPLE_LOG_MS`, about what it turned away and
+/// how many first contacts never came back: a flood shows as its counts, not a line a request.
+fn log_people(r: &ngx_http_request_t, room: &Room, to_log: Option<(People, People, u64)>) {
+    let Some((before, now, ms)) = to_log else { return };
+    let d = |f: fn(&People) -> u64| f(&now).saturating_sub(f(&before));
+    let (nav, crawl, limit) =
+        (d(|p| p.refused_not_navigation), d(|p| p.refused_crawler), d(|p| p.refused_client_limit));
+    let (arrived, back) = (d(|p| p.arrivals), d(|p| p.arrivals_confirmed));
+    let (opened, confirmed) = (d(|p| p.sessions_opened), d(|p| p.sessions_confirmed));
+    let unreturned = arrived.saturating_sub(back) + opened.saturating_sub(confirmed);
+    if nav + crawl + limit == 0 && unreturned < FLOOD_UNRETURNED {
+        return;
+    }
+    let limit_of = room.settings.map_or(0, |s| s.client_limit);
+    // SAFETY: a live request's connection and its log.
+    let log = unsafe { (*r.connection).log };
+    ngx_log_error!(
+        NGX_LOG_WARN,
+        log,
+        "waiting room \"{}\" in the last {} s: {} requests refused as not page loads, {} as \
+         crawlers, {} over client_limit={}; {} of {} first contacts sent to the line and {} \
+         of {} admitted at once came back with the cookie",
+        room.name,
+        ms.div_ceil(1000),
+        nav,
+        crawl,
+        limit,
+        limit_of,
+        back,
+        arrived,
+        confirmed,
+        opened
+    );
 }
 
 /// Logs that the line is full, at most every `FULL_LOG_MS` per worker.

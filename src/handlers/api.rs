@@ -4,6 +4,7 @@
 use nginx_sys::{
     ngx_http_request_t, ngx_int_t, NGX_HTTP_FORBIDDEN, NGX_HTTP_GET, NGX_HTTP_HEAD,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_FOUND, NGX_HTTP_POST,
+    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_TOO_MANY_REQUESTS,
 };
 use serde_json::json;
 
@@ -12,7 +13,7 @@ use crate::conf::Endpoint;
 use crate::core::token::Token;
 use crate::http::{self, cookies, Now};
 use crate::pages;
-use crate::service::{Decision, Leaving, Outcome, Room};
+use crate::service::{Decision, Leaving, Outcome, Room, Visit};
 
 /// The largest request body the API takes (beacons send none or a few bytes).
 const BODY_MAX: i64 = 4096;
@@ -75,7 +76,9 @@ fn heartbeat(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now:
     if token.is_some_and(|t| room.touch_live(&t, now.mono_ms)) {
         return http::no_content(r);
     }
-    match room.decide(token, now.mono_ms, false) {
+    let client = room.client_key(r).map(<[u8]>::to_vec);
+    let visit = Visit { join: false, client: client.as_deref() };
+    match room.decide(token, now.mono_ms, visit) {
         Ok(Decision { outcome: Some(Outcome::Admitted { session, .. }), epoch, .. }) => {
             if let Some(v) = room.session_cookie(session, epoch, now.wall_s) {
                 cookies::set_cookie(r, &room.cookie, &v);
@@ -90,7 +93,11 @@ fn heartbeat(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now:
 
 fn position(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now: Now) -> ngx_int_t {
     let claim = room.timing().claim_window_ms;
-    let Decision { outcome, epoch, queue_length } = match room.decide(token, now.mono_ms, false) {
+    // A first contact's page asks at once: this takes their place in line.
+    let client = room.client_key(r).map(<[u8]>::to_vec);
+    let visit = Visit { join: false, client: client.as_deref() };
+    let Decision { outcome, epoch, queue_length, .. } = match room.decide(token, now.mono_ms, visit)
+    {
         Ok(d) => d,
         Err(e) => return edge::unusable(r, room, e),
     };
@@ -102,17 +109,25 @@ fn position(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now: 
         "refresh_seconds": pages::refresh_seconds(1, None, claim),
     });
     match outcome {
-        Some(Outcome::Queued { position, queue_length, eta, .. }) => http::send_json(
-            r,
-            200,
-            &json!({
-                "state": "queued",
-                "position": position,
-                "queue_length": queue_length,
-                "eta_seconds": eta,
-                "refresh_seconds": pages::refresh_seconds(position, eta, claim),
-            }),
-        ),
+        Some(Outcome::Queued { position, queue_length, eta, new_ticket }) => {
+            if let Some(t) = new_ticket {
+                let Some(v) = room.ticket_cookie(t, epoch, now.wall_s) else {
+                    return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
+                };
+                cookies::set_cookie(r, &room.cookie, &v);
+            }
+            http::send_json(
+                r,
+                200,
+                &json!({
+                    "state": "queued",
+                    "position": position,
+                    "queue_length": queue_length,
+                    "eta_seconds": eta,
+                    "refresh_seconds": pages::refresh_seconds(position, eta, claim),
+                }),
+            )
+        }
         Some(Outcome::Admitted { session, .. }) => {
             let Some(v) = room.session_cookie(session, epoch, now.wall_s) else {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
@@ -134,7 +149,29 @@ fn position(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now: 
                 "refresh_seconds": 3,
             }),
         ),
-        Some(Outcome::Full { .. }) | None => http::send_json(
+        Some(Outcome::Limited) => http::send_json(
+            r,
+            NGX_HTTP_TOO_MANY_REQUESTS as usize,
+            &json!({
+                "state": "limited",
+                "position": null,
+                "queue_length": queue_length,
+                "eta_seconds": null,
+                "refresh_seconds": 30,
+            }),
+        ),
+        Some(Outcome::Full { .. }) => http::send_json(
+            r,
+            NGX_HTTP_SERVICE_UNAVAILABLE as usize,
+            &json!({
+                "state": "full",
+                "position": null,
+                "queue_length": queue_length,
+                "eta_seconds": null,
+                "refresh_seconds": 60,
+            }),
+        ),
+        Some(Outcome::Arrived { .. }) | None => http::send_json(
             r,
             403,
             &json!({

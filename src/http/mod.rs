@@ -9,6 +9,7 @@ pub mod verdict;
 
 use core::ptr;
 
+use crate::core::request::{Headers, Method};
 use nginx_sys::{
     ngx_buf_t, ngx_chain_t, ngx_create_temp_buf, ngx_http_output_filter, ngx_http_request_t,
     ngx_http_send_header, ngx_int_t, ngx_list_push, ngx_pnalloc, ngx_str_t, ngx_table_elt_t,
@@ -155,4 +156,22 @@ pub fn discard_small_body(r: &mut ngx_http_request_t, max: i64) -> Result<(), ng
         return Err(rc);
     }
     Ok(())
+}
+
+/// What the request's method and headers say of it, for telling a page load from the rest
+/// (see [`crate::core::request`]), and its `User-Agent`.
+pub fn request_kind(r: &ngx_http_request_t) -> (Method, Headers<'_>, &[u8]) {
+    let method = match r.method as u32 {
+        nginx_sys::NGX_HTTP_GET => Method::Get,
+        nginx_sys::NGX_HTTP_POST => Method::Post,
+        _ => Method::Other,
+    };
+    let mut headers = Headers::default();
+    // SAFETY: the request's header list is valid for the request's lifetime.
+    for (k, v) in unsafe { ngx::http::list_iterator(&r.headers_in.headers) } {
+        headers.note(k.as_bytes(), v.as_bytes());
+    }
+    // SAFETY: nginx sets `user_agent` to one of the request's header elements, or null.
+    let ua = unsafe { r.headers_in.user_agent.as_ref() }.map_or(&b""[..], |h| h.value.as_bytes());
+    (method, headers, ua)
 }

@@ -26,6 +26,10 @@ pub struct QueueView<'a> {
     pub eta_seconds: Option<u64>,
     pub refresh_seconds: u64,
     pub api: &'a str,
+    /// The visitor has just arrived and has no place yet: the page asks at once (taking the
+    /// place, if the browser sent the cookie back), and tells a browser that sent none that
+    /// cookies are needed.
+    pub arrival: bool,
 }
 
 /// Replaces each `{{NAME}}` in `template` by `value(NAME)`; unknown names are left as they are.
@@ -114,6 +118,7 @@ pub fn queue_page(template: &str, v: &QueueView) -> String {
             "REFRESH" => v.refresh_seconds.to_string(),
             "API" => escape(v.api),
             "API_JS" => escape_js(v.api),
+            "ARRIVAL" => u8::from(v.arrival).to_string(),
             _ => return None,
         })
     })
@@ -153,6 +158,7 @@ mod tests {
             eta_seconds: None,
             refresh_seconds: 5,
             api: "/_wr/",
+            arrival: true,
         };
         let page = queue_page(QUEUE_PAGE, &v);
         assert!(!page.contains("{{"), "an unfilled placeholder");

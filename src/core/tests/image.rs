@@ -6,7 +6,7 @@ use crate::core::room::*;
 use crate::core::stats::Totals;
 use proptest::prelude::*;
 
-use super::{bytes, region, T};
+use super::{bytes, region, Came, Comes, T};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -43,10 +43,10 @@ impl Crowd {
     fn apply(&mut self, room: &mut Room, op: &Op, now: &mut u64) {
         let a = match *op {
             Op::Arrive => {
-                let e = room.enter(*now, &T);
+                let e = room.come(*now, &T);
                 match e {
-                    Entry::Admitted(s) => self.sessions.push(s),
-                    Entry::Queued { ticket, .. } => self.tickets.push(ticket),
+                    Came::Admitted(s) => self.sessions.push(s),
+                    Came::Queued { ticket, .. } => self.tickets.push(ticket),
                     _ => {}
                 }
                 format!("{e:?}")
@@ -198,8 +198,8 @@ proptest! {
 
 fn room_with(a: &mut Room, arrivals: usize, now: u64) -> Vec<TicketRef> {
     (0..arrivals)
-        .filter_map(|_| match a.enter(now, &T) {
-            Entry::Queued { ticket, .. } => Some(ticket),
+        .filter_map(|_| match a.come(now, &T) {
+            Came::Queued { ticket, .. } => Some(ticket),
             _ => None,
         })
         .collect()
@@ -228,7 +228,7 @@ fn an_image_too_large_for_the_room_is_refused_and_the_room_stays_empty() {
     let mut image = vec![0u8; c.image_len_max()];
     let len = c.export(&mut image).unwrap();
     image.truncate(len);
-    let mut mem_d = region(4 * 1024);
+    let mut mem_d = region(6 * 1024);
     let mut d = Room::create(bytes(&mut mem_d), 16, 1, b"k", 9).unwrap();
     assert!(matches!(d.import(&image, 0), Err(ImportError::Tickets { span: 199, .. })));
     assert_eq!(seen(&d).1, 0);
@@ -239,7 +239,7 @@ fn a_room_standing_by_calls_nobody_and_takes_over_from_the_last_image() {
     let mut mem_a = region(64 * 1024);
     let mut a = Room::create(bytes(&mut mem_a), 4, 1, b"k", 7).unwrap();
     let now = 1000;
-    let Entry::Admitted(inside) = a.enter(now, &T) else { panic!() };
+    let Came::Admitted(inside) = a.come(now, &T) else { panic!() };
     let line = room_with(&mut a, 3, now);
     let mut image = vec![0u8; a.image_len_max()];
     let len = a.export(&mut image).unwrap();
@@ -250,7 +250,7 @@ fn a_room_standing_by_calls_nobody_and_takes_over_from_the_last_image() {
     b.set_standby(true);
     // Known sessions go on; known tickets hear their place; nobody new gets one.
     assert!(b.touch_session(inside, now, &T));
-    assert_eq!(b.enter(now, &T), Entry::Held);
+    assert_eq!(b.come(now, &T), Came::Held);
     assert!(b.leave_session(inside, now, &T));
     assert_eq!(b.poll(line[0], now, &T), Poll::Waiting { position: 1 });
     assert_eq!(b.sweep(now + 100_000, &T, 100), Swept::default());
@@ -275,7 +275,7 @@ fn after_a_carry_over_the_old_zones_new_places_never_name_the_new_rooms() {
     let mut mem_a = region(64 * 1024);
     let mut a = Room::create(bytes(&mut mem_a), 8, 2, b"k", 7).unwrap();
     let now = 1000;
-    let Entry::Admitted(_) = a.enter(now, &T) else { panic!() };
+    let Came::Admitted(_) = a.come(now, &T) else { panic!() };
     let mut image = vec![0u8; a.image_len_max()];
     let len = a.export(&mut image).unwrap();
     let mut mem_b = region(128 * 1024);
@@ -284,11 +284,11 @@ fn after_a_carry_over_the_old_zones_new_places_never_name_the_new_rooms() {
     b.carried_over();
 
     // The old zone goes on for a moment: one more in, one in line.
-    let Entry::Admitted(late) = a.enter(now, &T) else { panic!() };
-    let Entry::Queued { ticket: old_ticket, .. } = a.enter(now, &T) else { panic!() };
+    let Came::Admitted(late) = a.come(now, &T) else { panic!() };
+    let Came::Queued { ticket: old_ticket, .. } = a.come(now, &T) else { panic!() };
     // The new room hands out the same numbers, to other visitors.
-    let Entry::Admitted(_) = b.enter(now, &T) else { panic!() };
-    let Entry::Queued { ticket: new_ticket, .. } = b.enter(now, &T) else { panic!() };
+    let Came::Admitted(_) = b.come(now, &T) else { panic!() };
+    let Came::Queued { ticket: new_ticket, .. } = b.come(now, &T) else { panic!() };
     assert_eq!(new_ticket.number, old_ticket.number);
     assert_ne!(new_ticket.visitor as u32, old_ticket.visitor as u32);
     assert_eq!(b.poll(old_ticket, now, &T), Poll::Lost, "nobody holds another's place");
@@ -300,5 +300,5 @@ fn after_a_carry_over_the_old_zones_new_places_never_name_the_new_rooms() {
     // Admitted by the old zone within its capacity, counted here: inside for a moment above
     // max_active, as after a reload that lowers it; nobody new is let in meanwhile.
     assert_eq!(b.snapshot().active_sessions, 3);
-    assert!(matches!(b.enter(now, &T), Entry::Queued { .. }));
+    assert!(matches!(b.come(now, &T), Came::Queued { .. }));
 }

@@ -5,7 +5,7 @@ use crate::core::layout::*;
 use crate::core::room::*;
 use proptest::prelude::*;
 
-use super::{bytes, region, T};
+use super::{bytes, region, Came, Comes, T};
 
 #[derive(Clone, Debug)]
 enum Op {
@@ -49,20 +49,20 @@ proptest! {
             match op {
                 Op::Arrive => {
                     let before = room.snapshot();
-                    match room.enter(now, &T) {
-                        Entry::Admitted(s) => {
+                    match room.come(now, &T) {
+                        Came::Admitted(s) => {
                             let after = room.snapshot();
                             prop_assert_eq!(after.queue_length, u64::from(after.called + after.lapsed), "admitted past a waiting ticket");
                             prop_assert!(before.active_sessions < max_active);
                             sessions.push(s);
                         }
-                        Entry::Queued { ticket, position } => {
+                        Came::Queued { ticket, position } => {
                             prop_assert!(ticket.number >= joined, "ticket numbers only grow");
                             joined = ticket.number + 1;
                             prop_assert_eq!(position, room.snapshot().queue_length);
                             tickets.push(ticket);
                         }
-                        Entry::Full | Entry::Held => {}
+                        Came::Full | Came::Held | Came::Limited => {}
                     }
                 }
                 Op::Poll(i) if !tickets.is_empty() => {
@@ -121,10 +121,10 @@ proptest! {
         let mut inside: Vec<(SessionRef, u64)> = Vec::new();
         let mut admitted: Vec<(u32, u64)> = Vec::new();
         for _ in 0..arrivals {
-            match room.enter(now, &T) {
-                Entry::Admitted(s) => inside.push((s, now + stay * 1000)),
-                Entry::Queued { ticket, .. } => waiting.push(ticket),
-                Entry::Full | Entry::Held => prop_assert!(false, "queue full"),
+            match room.come(now, &T) {
+                Came::Admitted(s) => inside.push((s, now + stay * 1000)),
+                Came::Queued { ticket, .. } => waiting.push(ticket),
+                Came::Full | Came::Held | Came::Limited => prop_assert!(false, "queue full"),
             }
         }
         for round in 0..10_000u32 {
@@ -172,9 +172,9 @@ fn a_no_show_at_the_head_is_skipped_after_the_claim_window() {
     let mut mem = region(64 * 1024);
     let mut room = Room::create(bytes(&mut mem), 4, 1, b"k", 7).unwrap();
     let mut now = 1_000_000;
-    let Entry::Admitted(first) = room.enter(now, &T) else { panic!() };
-    let Entry::Queued { ticket: absent, .. } = room.enter(now, &T) else { panic!() };
-    let Entry::Queued { ticket: patient, position } = room.enter(now, &T) else { panic!() };
+    let Came::Admitted(first) = room.come(now, &T) else { panic!() };
+    let Came::Queued { ticket: absent, .. } = room.come(now, &T) else { panic!() };
+    let Came::Queued { ticket: patient, position } = room.come(now, &T) else { panic!() };
     assert_eq!(position, 2);
     assert!(room.leave_session(first, now, &T));
     // `absent` is called but never comes back; `patient` keeps polling.
@@ -201,10 +201,10 @@ fn a_visitor_late_by_a_moment_keeps_the_place_once() {
     let mut mem = region(64 * 1024);
     let mut room = Room::create(bytes(&mut mem), 4, 1, b"k", 7).unwrap();
     let mut now = 1_000_000;
-    let Entry::Admitted(first) = room.enter(now, &T) else { panic!() };
+    let Came::Admitted(first) = room.come(now, &T) else { panic!() };
     let mut line = Vec::new();
     for _ in 0..5 {
-        let Entry::Queued { ticket, .. } = room.enter(now, &T) else { panic!() };
+        let Came::Queued { ticket, .. } = room.come(now, &T) else { panic!() };
         line.push(ticket);
     }
     let late = line[0];
@@ -239,9 +239,9 @@ fn a_ticket_not_seen_for_the_queue_timeout_is_lost() {
     let mut mem = region(64 * 1024);
     let mut room = Room::create(bytes(&mut mem), 4, 1, b"k", 7).unwrap();
     let mut now = 1_000_000;
-    let Entry::Admitted(inside) = room.enter(now, &T) else { panic!() };
-    let Entry::Queued { ticket: gone, .. } = room.enter(now, &T) else { panic!() };
-    let Entry::Queued { ticket: stays, .. } = room.enter(now, &T) else { panic!() };
+    let Came::Admitted(inside) = room.come(now, &T) else { panic!() };
+    let Came::Queued { ticket: gone, .. } = room.come(now, &T) else { panic!() };
+    let Came::Queued { ticket: stays, .. } = room.come(now, &T) else { panic!() };
     for _ in 0..40 {
         now += 1000;
         assert!(room.touch_session(inside, now, &T));
@@ -258,8 +258,8 @@ fn sessions_expire_by_idle_and_by_lifetime() {
     let mut mem = region(64 * 1024);
     let mut room = Room::create(bytes(&mut mem), 4, 2, b"k", 7).unwrap();
     let mut now = 1_000_000;
-    let Entry::Admitted(idle) = room.enter(now, &T) else { panic!() };
-    let Entry::Admitted(busy) = room.enter(now, &T) else { panic!() };
+    let Came::Admitted(idle) = room.come(now, &T) else { panic!() };
+    let Came::Admitted(busy) = room.come(now, &T) else { panic!() };
     for _ in 0..25 {
         now += 1000;
         assert!(room.touch_session(busy, now, &T));
@@ -282,17 +282,17 @@ fn a_full_ring_refuses_and_recovers() {
     let mut room = Room::create(bytes(&mut mem), 1, 1, b"k", 7).unwrap();
     let cap = room.snapshot().queue_capacity;
     let now = 1_000_000;
-    let Entry::Admitted(_) = room.enter(now, &T) else { panic!() };
+    let Came::Admitted(_) = room.come(now, &T) else { panic!() };
     let mut first = None;
     for _ in 0..cap {
-        let Entry::Queued { ticket, .. } = room.enter(now, &T) else {
+        let Came::Queued { ticket, .. } = room.come(now, &T) else {
             panic!("queue full too early")
         };
         first.get_or_insert(ticket);
     }
-    assert_eq!(room.enter(now, &T), Entry::Full);
+    assert_eq!(room.come(now, &T), Came::Full);
     assert!(room.leave_ticket(first.unwrap(), now, &T));
-    assert!(matches!(room.enter(now, &T), Entry::Queued { .. }));
+    assert!(matches!(room.come(now, &T), Came::Queued { .. }));
     room.check_invariants();
 }
 
@@ -304,10 +304,10 @@ fn positions_at_a_million_tickets() {
     let now = 1_000_000;
     let mut last = None;
     for _ in 0..16 {
-        room.enter(now, &T);
+        room.come(now, &T);
     }
     for _ in 0..1_000_000 {
-        if let Entry::Queued { ticket, .. } = room.enter(now, &T) {
+        if let Came::Queued { ticket, .. } = room.come(now, &T) {
             last = Some(ticket);
         }
     }
@@ -320,7 +320,7 @@ fn attach_finds_the_room_again_and_rejects_other_layouts() {
     let mut mem = region(64 * 1024);
     {
         let mut room = Room::create(bytes(&mut mem), 8, 3, b"secret", 7).unwrap();
-        room.enter(1, &T);
+        room.come(1, &T);
     }
     let room = Room::attach(bytes(&mut mem)).unwrap();
     assert_eq!(room.snapshot().active_sessions, 1);
@@ -336,10 +336,10 @@ fn the_estimate_waits_for_a_measured_pace() {
     let mut mem = region(64 * 1024);
     let mut room = Room::create(bytes(&mut mem), 4, 1, b"k", 7).unwrap();
     let mut now = 1_000_000;
-    let Entry::Admitted(mut inside) = room.enter(now, &T) else { panic!() };
+    let Came::Admitted(mut inside) = room.come(now, &T) else { panic!() };
     let mut line = Vec::new();
     for _ in 0..40 {
-        let Entry::Queued { ticket, .. } = room.enter(now, &T) else { panic!() };
+        let Came::Queued { ticket, .. } = room.come(now, &T) else { panic!() };
         line.push(ticket);
     }
     // Nobody leaves for the first 20 s: that says nothing yet of the pace to come.
@@ -380,8 +380,8 @@ fn a_live_session_is_seen_without_the_lock() {
     let mut mem = region(64 * 1024);
     let (layout, first, second) = {
         let mut room = Room::create(bytes(&mut mem), 4, 2, b"k", 7).unwrap();
-        let Entry::Admitted(a) = room.enter(1_000_000, &T) else { panic!() };
-        let Entry::Admitted(b) = room.enter(1_000_000, &T) else { panic!() };
+        let Came::Admitted(a) = room.come(1_000_000, &T) else { panic!() };
+        let Came::Admitted(b) = room.come(1_000_000, &T) else { panic!() };
         (room.layout(), a, b)
     };
     let base = mem.as_mut_ptr() as *mut u8;
@@ -425,9 +425,9 @@ fn a_changed_max_active_is_adopted_by_the_newer_configuration_only() {
     let mut mem = region(64 * 1024);
     let mut room = Room::create(bytes(&mut mem), 8, 2, b"k", 7).unwrap();
     let now = 1_000_000;
-    let Entry::Admitted(_) = room.enter(now, &T) else { panic!() };
-    let Entry::Admitted(_) = room.enter(now, &T) else { panic!() };
-    let Entry::Queued { ticket, .. } = room.enter(now, &T) else { panic!() };
+    let Came::Admitted(_) = room.come(now, &T) else { panic!() };
+    let Came::Admitted(_) = room.come(now, &T) else { panic!() };
+    let Came::Queued { ticket, .. } = room.come(now, &T) else { panic!() };
     room.adopt_settings(3, 10);
     assert_eq!(room.max_active(), 3);
     // An older configuration's workers (still running during a reload) do not put theirs back.
@@ -446,10 +446,10 @@ fn a_page_left_keeps_the_place_for_the_grace_only() {
     let mut mem = region(64 * 1024);
     let mut room = Room::create(bytes(&mut mem), 4, 2, b"k", 7).unwrap();
     let mut now = 1_000_000;
-    let Entry::Admitted(reloads) = room.enter(now, &T) else { panic!() };
-    let Entry::Admitted(closes) = room.enter(now, &T) else { panic!() };
-    let Entry::Queued { ticket: waits, .. } = room.enter(now, &T) else { panic!() };
-    let Entry::Queued { ticket: goes, .. } = room.enter(now, &T) else { panic!() };
+    let Came::Admitted(reloads) = room.come(now, &T) else { panic!() };
+    let Came::Admitted(closes) = room.come(now, &T) else { panic!() };
+    let Came::Queued { ticket: waits, .. } = room.come(now, &T) else { panic!() };
+    let Came::Queued { ticket: goes, .. } = room.come(now, &T) else { panic!() };
     assert!(room.away_session(reloads, now, &T) && room.away_session(closes, now, &T));
     assert!(room.away_ticket(goes, now, &T));
     assert!(!room.away_session(SessionRef { slot: 3, id: 1 }, now, &T), "no such session");
@@ -475,13 +475,13 @@ fn the_front_of_the_line_is_swept_past_the_empty_slots_of_those_who_left() {
     let mut mem = region(64 * 1024);
     let mut room = Room::create(bytes(&mut mem), 4, 1, b"k", 7).unwrap();
     let mut now = 1_000_000;
-    let Entry::Admitted(a) = room.enter(now, &T) else { panic!() };
-    let Entry::Queued { ticket: x, .. } = room.enter(now, &T) else { panic!() };
+    let Came::Admitted(a) = room.come(now, &T) else { panic!() };
+    let Came::Queued { ticket: x, .. } = room.come(now, &T) else { panic!() };
     for _ in 0..20 {
-        let Entry::Queued { ticket, .. } = room.enter(now, &T) else { panic!() };
+        let Came::Queued { ticket, .. } = room.come(now, &T) else { panic!() };
         assert!(room.leave_ticket(ticket, now, &T));
     }
-    let Entry::Queued { ticket: y, .. } = room.enter(now, &T) else { panic!() };
+    let Came::Queued { ticket: y, .. } = room.come(now, &T) else { panic!() };
     assert!(room.leave_session(a, now, &T));
     now += T.claim_window_ms + 1;
     room.sweep(now, &T, 16);
