@@ -14,14 +14,14 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx qw/ :DEFAULT http_start http_end /;
-use Test::Nginx::WaitingRoom qw/ req get code body wr status log_errors /;
+use Test::Nginx::WaitingRoom qw/ req get code body wr status log_errors come_back /;
 
 ###############################################################################
 
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http/)->plan(74);
+my $t = Test::Nginx->new()->has(qw/http/)->plan(76);
 
 # "reuseport" gives each worker its own listening socket, so that connections
 # from different client ports are spread over both workers.
@@ -136,23 +136,32 @@ $t->run();
 ###############################################################################
 
 # Fresh visitors, all at once on separate connections: exactly 3 are let in,
-# the rest get the queue page with positions 1..N.  "/" is served through an
-# internal redirect to /index.html: the gate must decide once per request.
+# the rest are sent to the line with an arrival and no place yet (all at the
+# back of an empty line); coming back with the cookie, as the queue page does
+# at once, they take places 1..N.  "/" is served through an internal redirect
+# to /index.html: the gate must decide once per request.
 
 my @s = map { http_start(req('/', undef, "fresh$_")) } 1 .. 30;
 my @r = map { defined $_ ? http_end($_) : undef } @s;
 
 my @in = grep { body($_) eq "inside\n" } @r;
-my @queued = grep { defined pos_of($_) } @r;
+my @arrived = grep { wr($_) eq 'ARRIVED' } @r;
 
 is(scalar @in, 3, 'three admitted at once');
-is(scalar @queued, 27, '27 queued at once');
-is(join(' ', sort { $a <=> $b } map { pos_of($_) } @queued),
-	join(' ', 1 .. 27), 'queue positions 1..27');
+is(scalar @arrived, 27, '27 sent to the line at once');
+is(join(' ', map { pos_of($_) } @arrived), join(' ', (1) x 27),
+	'arrivals take no place');
 is(scalar(grep { code($_) == 200 } @r), 30, 'all 200');
 is(scalar(grep { wr($_) eq 'ADMITTED' } @in), 3, 'admitted: ADMITTED');
+
+my $n = 0;
+my @queued = map { come_back($_, '/', undef, 'fresh' . ++$n) } @arrived;
+come_back($_, '/', undef, 'fresh-in') for @in;
+is(join(' ', sort { $a <=> $b } map { pos_of($_) } @queued),
+	join(' ', 1 .. 27), 'queue positions 1..27');
 is(scalar(grep { wr($_) eq 'QUEUED' } @queued), 27, 'queued: QUEUED');
 is(scalar(grep { cookie($_, 'cap') } @r), 30, 'everyone gets a cookie');
+is(scalar(grep { cookie($_, 'cap') } @queued), 27, 'a ticket for each');
 
 my $q = $queued[0];
 like($q, qr/^Cache-Control: no-store\x0d?$/mi, 'queue page no-store');

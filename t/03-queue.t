@@ -203,26 +203,29 @@ $r = get('/page.html', $v{A});
 ok(wr($r) eq 'QUEUED' && pos_of($r) == 4 && cookie($r) ne $v{A},
 	'A after leaving: new ticket');
 
-# a queued visitor's request body is discarded, the connection is fine
+# a queued visitor's form (a page load) gets the page; its body is
+# discarded, the connection is fine
 
+my $form = "Sec-Fetch-Mode: navigate\nSec-Fetch-Dest: document\n";
 $r = http("POST /page.html HTTP/1.0\nHost: localhost\nCookie: $v{F}\n"
-	. "Content-Length: 10\n\n0123456789");
+	. "${form}Content-Length: 10\n\n0123456789");
 ok(code($r) == 200 && pos_of($r) == 1, 'queued POST with body');
 
 # a big body is discarded too, and the connection is kept for the next
 # request: both get their answers
 
 $r = http("POST /page.html HTTP/1.1\nHost: localhost\nCookie: $v{F}\n"
-	. "Content-Length: 200000\n\n" . ('x' x 200000)
+	. "${form}Content-Length: 200000\n\n" . ('x' x 200000)
 	. "GET /page.html HTTP/1.1\nHost: localhost\nCookie: $v{D}\n"
 	. "Connection: close\n\n");
 ok(defined $r && $r =~ m!^HTTP/1\.1 200 .*<strong id="pos">1</strong>.*!s
 	&& $r =~ m!\x0d\x0a\x0d\x0aa page\n\z!s, 'big body discarded, keepalive');
 
-# HEAD gets the headers only
+# HEAD is no page load: a short 503, the headers only, the place kept
 
 $r = http("HEAD /page.html HTTP/1.0\nHost: localhost\nCookie: $v{F}\n\n");
-ok(code($r) == 200 && wr($r) eq 'QUEUED' && body($r) eq '', 'queued HEAD');
+ok(code($r) == 503 && wr($r) eq 'QUEUED' && body($r) eq ''
+	&& $r =~ /^Retry-After: \d+/mi, 'queued HEAD');
 
 # the default queue page
 

@@ -15,7 +15,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx;
-use Test::Nginx::WaitingRoom qw/ req code body wr pos_of json /;
+use Test::Nginx::WaitingRoom qw/ req code body wr pos_of json come_back /;
 
 ###############################################################################
 
@@ -260,10 +260,13 @@ is($sa->{queue_length}, 1, 'server level: W alone in line');
 
 ###############################################################################
 
+# a browser's visit, on $port (8080 unless given): see WaitingRoom::get
+
 sub get {
 	my ($uri, $cookie, $port) = @_;
-	return http(req($uri, $cookie),
-		PeerAddr => '127.0.0.1:' . port($port || 8080));
+	my @peer = (PeerAddr => '127.0.0.1:' . port($port || 8080));
+	return come_back(http(req($uri, $cookie), @peer), $uri, $cookie, undef,
+		@peer);
 }
 
 # a call of the API of $room, at "/_wr_$room/"

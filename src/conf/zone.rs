@@ -173,6 +173,7 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
     let mut grace = Given::default("grace", "5s");
     let mut grace_given = false;
     let mut confirm = Given::default("confirm", "30s");
+    let mut confirm_given = false;
     for a in words {
         let (key, value) = a.split_once('=').unwrap_or((a.as_str(), ""));
         match key {
@@ -211,7 +212,7 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
                     "queue_timeout" => (timing.queue_timeout_ms, queue_timeout) = (ms, given),
                     "claim_window" => (timing.claim_window_ms, claim_window) = (ms, given),
                     "grace" => (timing.grace_ms, grace, grace_given) = (ms, given, true),
-                    "confirm" => (timing.confirm_ms, confirm) = (ms, given),
+                    "confirm" => (timing.confirm_ms, confirm, confirm_given) = (ms, given, true),
                     _ => (heartbeat_ms, heartbeat) = (ms, given),
                 }
             }
@@ -262,6 +263,9 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
     }
     // A first contact who may take longer to come back than a ticket lives would take a place
     // the room has already forgotten.
+    if !confirm_given {
+        timing.confirm_ms = timing.confirm_ms.min(timing.queue_timeout_ms);
+    }
     if timing.confirm_ms > timing.queue_timeout_ms {
         return order(&confirm, "not be longer than", &queue_timeout);
     }

@@ -1101,7 +1101,8 @@ pub unsafe fn touch_session_unlocked(
     let sessions = unsafe { layout.sessions(base) };
     let Some(slot) = sessions.get(r.slot as usize) else { return false };
     let s = slot.get();
-    if s.id != r.id || s.expired(now, t) {
+    // A first contact's return is confirmed under the lock.
+    if s.id != r.id || !s.confirmed || s.expired(now, t) {
         return false;
     }
     s.see(slot, now, t);

@@ -201,3 +201,25 @@ fn an_image_of_the_older_format_is_taken() {
     assert_eq!(b.epoch(), 7);
     b.check_invariants();
 }
+
+#[test]
+fn a_first_contact_is_confirmed_under_the_lock_only() {
+    let mut mem = region(256 * 1024);
+    let now = 1_000_000;
+    let (layout, s) = {
+        let mut room = Room::create(bytes(&mut mem), 2, 2, b"k", 7).unwrap();
+        let Entry::Admitted(s) = room.enter(now, &T, Client::NONE) else { panic!() };
+        (room.layout(), s)
+    };
+    let base = mem.as_mut_ptr() as *mut u8;
+    // SAFETY: `base` is the region laid out above, alive for the test.
+    assert!(!unsafe { touch_session_unlocked(base, &layout, s, now + 10, &T) });
+    {
+        let mut room = Room::attach(bytes(&mut mem)).unwrap();
+        assert!(room.touch_session(s, now + 10, &T));
+        assert_eq!(room.snapshot().people.sessions_confirmed, 1);
+    }
+    let base = mem.as_mut_ptr() as *mut u8;
+    // SAFETY: as above.
+    assert!(unsafe { touch_session_unlocked(base, &layout, s, now + 20, &T) });
+}

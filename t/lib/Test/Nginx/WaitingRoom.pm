@@ -15,8 +15,8 @@ use warnings;
 use strict;
 
 use base qw/ Exporter /;
-our @EXPORT_OK = qw/ req get post api code body wr pos_of cookie json status
-	reload_to log_errors conf_test /;
+our @EXPORT_OK = qw/ req get first post api code body wr pos_of cookie json
+	status reload_to log_errors conf_test cookie_kind come_back /;
 
 use POSIX qw/ WNOHANG /;
 
@@ -24,18 +24,68 @@ use Test::Nginx qw/ http http_get /;
 
 ###############################################################################
 
-# requests: HTTP/1.0 to 127.0.0.1:port(8080), with the Cookie header only if
-# a cookie is given, and an X-Visitor header (for access logs) if one is
+# requests: HTTP/1.0 to 127.0.0.1:port(8080), as a browser loads a page (only
+# page loads may take a place in line), with the Cookie header only if a
+# cookie is given, and an X-Visitor header (for access logs) if one is
 
 sub req {
 	my ($uri, $cookie, $visitor) = @_;
 	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
 	my $v = defined $visitor ? "X-Visitor: $visitor\n" : '';
-	return "GET $uri HTTP/1.0\nHost: localhost\n$c$v\n";
+	return "GET $uri HTTP/1.0\nHost: localhost\n"
+		. "Accept: text/html,application/xhtml+xml,*/*;q=0.8\n"
+		. "Sec-Fetch-Mode: navigate\nSec-Fetch-Dest: document\n$c$v\n";
+}
+
+# get: a browser's visit.  A first contact (no valid cookie) is given an
+# arrival, not a place, and the browser comes back at once with it (as the
+# queue page's script does): get() does so, and returns that return's answer,
+# which shows the place taken.  A first contact admitted at once comes back
+# too (as a page's images do), which keeps the session; get() returns the
+# first answer then.  first() is a request alone.
+
+sub first {
+	return http(req(@_));
 }
 
 sub get {
-	return http(req(@_));
+	my ($uri, $cookie, $visitor) = @_;
+	return come_back(http(req($uri, $cookie, $visitor)), $uri, $cookie,
+		$visitor);
+}
+
+# a browser that keeps cookies, after answer $r to a request for $uri sent
+# with $cookie (undef: none); @peer are more arguments for http() (PeerAddr)
+
+sub come_back {
+	my ($r, $uri, $cookie, $visitor, @peer) = @_;
+	my $c = any_cookie($r) or return $r;
+	my $kind = cookie_kind($c);
+	my ($name) = $c =~ /^([^=]+)=/;
+	my $jar = join '; ', $c, grep { !/^\Q$name\E=/ }
+		split /;\s*/, $cookie // '';
+	return http(req($uri, $jar, $visitor), @peer) if $kind == 3;
+	http(req($uri, $jar, $visitor), @peer)
+		if $kind == 2 && wr($r) ne 'PASSED';
+	return $r;
+}
+
+# the first room cookie set in an answer, "wr_<room>=<value>", and its kind:
+# 1 a ticket, 2 a session, 3 an arrival (a first contact with no place yet)
+
+sub any_cookie {
+	my ($r) = @_;
+	return defined $r && $r =~ /^Set-Cookie: (wr_\w[\w-]*=[^;\x0d\x0a]+)/mi
+		? $1 : undef;
+}
+
+sub cookie_kind {
+	my ($c) = @_;
+	require MIME::Base64;
+	my ($payload) = $c =~ /=([A-Za-z0-9_-]+)\./ or return 0;
+	$payload =~ tr!-_!+/!;
+	my $bytes = MIME::Base64::decode_base64($payload);
+	return length($bytes) > 1 ? ord(substr($bytes, 1, 1)) : 0;
 }
 
 sub post {
