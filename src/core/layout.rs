@@ -251,6 +251,24 @@ pub struct People {
     pub refused_client_limit: u64,
 }
 
+/// First contacts that never came back since the last line, from which the log says so even
+/// when nothing was refused.
+pub const FLOOD_UNRETURNED: u64 = 100;
+
+impl People {
+    /// Whether what happened since `before` is worth a line in the log: a request refused, or
+    /// [`FLOOD_UNRETURNED`] first contacts that did not come back.
+    pub fn worth_logging(&self, before: &People) -> bool {
+        let d = |f: fn(&People) -> u64| f(self).saturating_sub(f(before));
+        let refused = d(|p| p.refused_not_navigation)
+            + d(|p| p.refused_crawler)
+            + d(|p| p.refused_client_limit);
+        let unreturned = d(|p| p.arrivals).saturating_sub(d(|p| p.arrivals_confirmed))
+            + d(|p| p.sessions_opened).saturating_sub(d(|p| p.sessions_confirmed));
+        refused > 0 || unreturned >= FLOOD_UNRETURNED
+    }
+}
+
 /// Where each table starts, for a region of a given length and session capacity.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Layout {

@@ -489,8 +489,10 @@ impl<'a> Room<'a> {
         &mut self.hdr.people
     }
 
-    /// The `People` counters now, and as they were when this was last answered with `true`
-    /// (at most every `interval_ms`, across all processes): for a log line per interval.
+    /// The `People` counters as they were when a line about them was last logged, and now,
+    /// with the milliseconds between, when a line is due: at most every `interval_ms` for the
+    /// whole room (every process), and only when something was refused or many first
+    /// contacts never came back (see [`People::worth_logging`]).
     pub fn people_to_log(&mut self, now: u64, interval_ms: u64) -> Option<(People, People, u64)> {
         let h = &mut *self.hdr;
         let since = now.saturating_sub(h.people_logged_at);
@@ -498,10 +500,12 @@ impl<'a> Room<'a> {
             return None;
         }
         let before = h.people_logged;
-        let first = h.people_logged_at == 0;
+        if !h.people.worth_logging(&before) {
+            return None;
+        }
         h.people_logged = h.people;
         h.people_logged_at = now.max(1);
-        (!first).then_some((before, h.people, since))
+        Some((before, h.people, since))
     }
 
     fn live_session(&self, r: SessionRef) -> Option<Session> {

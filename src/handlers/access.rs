@@ -44,10 +44,6 @@ const ARRIVAL_REFRESH_SECONDS: u64 = 2;
 /// `Retry-After` of a short refusal.
 const REFUSE_RETRY_SECONDS: u64 = 10;
 
-/// First contacts that never came back within an interval, from which the log says so even
-/// when nothing was refused.
-const FLOOD_UNRETURNED: u64 = 100;
-
 pub fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: called from postconfiguration with the http block's `cf`.
     let Some(cmcf) = NgxHttpCoreModule::main_conf_mut(unsafe { &*cf }) else {
@@ -287,21 +283,24 @@ fn log_people(r: &ngx_http_request_t, room: &Room, to_log: Option<(People, Peopl
         (d(|p| p.refused_not_navigation), d(|p| p.refused_crawler), d(|p| p.refused_client_limit));
     let (arrived, back) = (d(|p| p.arrivals), d(|p| p.arrivals_confirmed));
     let (opened, confirmed) = (d(|p| p.sessions_opened), d(|p| p.sessions_confirmed));
-    let unreturned = arrived.saturating_sub(back) + opened.saturating_sub(confirmed);
-    if nav + crawl + limit == 0 && unreturned < FLOOD_UNRETURNED {
-        return;
-    }
-    let limit_of = room.settings.map_or(0, |s| s.client_limit);
+    let limit_of = match room.settings.map_or(0, |s| s.client_limit) {
+        0 => "off".to_owned(),
+        n => n.to_string(),
+    };
     // SAFETY: a live request's connection and its log.
     let log = unsafe { (*r.connection).log };
     ngx_log_error!(
         NGX_LOG_WARN,
         log,
-        "waiting room \"{}\" in the last {} s: {} requests refused as not page loads, {} as \
-         crawlers, {} over client_limit={}; {} of {} first contacts sent to the line and {} \
-         of {} admitted at once came back with the cookie",
+        "waiting room \"{}\" {}: {} requests refused as not page loads, {} as crawlers, {} \
+         over client_limit={}; {} of {} first contacts sent to the line and {} of {} admitted \
+         at once came back with the cookie",
         room.name,
-        ms.div_ceil(1000),
+        if before == People::default() {
+            "since it started".to_owned()
+        } else {
+            format!("in the last {} s", ms.div_ceil(1000))
+        },
         nav,
         crawl,
         limit,

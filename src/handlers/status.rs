@@ -49,6 +49,13 @@ fn status(r: &mut ngx_http_request_t) -> ngx_int_t {
         "tickets_missed": snap.totals.tickets_missed,
         "tickets_left": snap.totals.tickets_left,
         "rejected_full": snap.totals.rejected_full,
+        "arrivals": snap.people.arrivals,
+        "arrivals_confirmed": snap.people.arrivals_confirmed,
+        "sessions_opened": snap.people.sessions_opened,
+        "sessions_confirmed": snap.people.sessions_confirmed,
+        "refused_not_navigation": snap.people.refused_not_navigation,
+        "refused_crawler": snap.people.refused_crawler,
+        "refused_client_limit": snap.people.refused_client_limit,
     });
     http::send_json(r, 200, &body)
 }
