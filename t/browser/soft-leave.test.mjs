@@ -7,25 +7,16 @@
 // by hand) waits behind it and polls /_wr/position: it is let in the moment the browser's
 // session ends, so it tells whether the browser still holds the slot.
 //
-// Needs TEST_NGINX_BINARY (nginx) and WR_MODULE (the module's .so), as scripts/test sets them,
-// and Chromium at /usr/bin/chromium (or CHROMIUM). Each test gets its own nginx, on a free
-// loopback port, and its own browser context (its own cookies and localStorage).
-// WR_BROWSER_KEEP=1 keeps nginx's directories (configuration, logs) for a look afterwards.
+// Each test gets its own nginx, on a free loopback port, and its own browser context (its own
+// cookies and localStorage); see harness.mjs for what they need.
 
 import { test, before, after, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdtempSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import puppeteer from 'puppeteer-core';
-
-const NGINX = process.env.TEST_NGINX_BINARY;
-const MODULE = process.env.WR_MODULE;
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
-const KEEP = process.env.WR_BROWSER_KEEP === '1';
+import { MODULE, Visitor, launchChromium, startNginx } from './harness.mjs';
 
 // The room's timings. The heartbeat is long on purpose: within a test nothing but a page
 // loading (its request, and the heartbeat that heartbeat.js sends 1 s after) and another
@@ -110,65 +101,6 @@ let profile;
 let nginx; // this test's nginx: { base, dir, stop(), log() }
 let ctx; // this test's browser context
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-async function startNginx() {
-  assert.ok(NGINX && MODULE, 'TEST_NGINX_BINARY and WR_MODULE must name nginx and the module');
-  const dir = mkdtempSync(join(tmpdir(), 'wr-browser-'));
-  for (const d of ['conf', 'logs', 'html']) mkdirSync(join(dir, d));
-  const port = await freePort();
-  writeFileSync(join(dir, 'conf/nginx.conf'), CONF(port, dir));
-  writeFileSync(join(dir, 'html/a.html'), PAGE('A', 'B'));
-  // An unload listener as well: another reason not to keep the page in the cache.
-  const unload = "addEventListener('unload', function () {});";
-  writeFileSync(join(dir, 'html/b.html'), PAGE('B', 'A', unload));
-  const proc = spawn(NGINX, ['-p', `${dir}/`, '-e', 'logs/error.log', '-c', 'conf/nginx.conf'], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const exited = new Promise((resolve) => proc.on('exit', resolve));
-  const killOnExit = () => proc.kill('SIGTERM');
-  process.on('exit', killOnExit);
-  const base = `http://127.0.0.1:${port}`;
-  const log = (file = 'access.log') => {
-    try {
-      return readFileSync(join(dir, 'logs', file), 'utf8');
-    } catch {
-      return '';
-    }
-  };
-  const stop = async () => {
-    process.off('exit', killOnExit);
-    if (proc.exitCode === null && proc.signalCode === null) {
-      proc.kill('SIGTERM');
-      const t = setTimeout(() => proc.kill('SIGKILL'), 5000);
-      await exited;
-      clearTimeout(t);
-    }
-    if (!KEEP) rmSync(dir, { recursive: true, force: true });
-  };
-  for (const deadline = Date.now() + 10000; ; ) {
-    try {
-      if ((await fetch(`${base}/_wr_status`)).ok) break;
-    } catch {}
-    if (proc.exitCode !== null || Date.now() > deadline) {
-      const err = log('error.log');
-      await stop();
-      throw new Error(`nginx did not start:\n${err}`);
-    }
-    await sleep(50);
-  }
-  return { base, dir, stop, log };
-}
-
 async function status() {
   return (await fetch(`${nginx.base}/_wr_status`)).json();
 }
@@ -176,30 +108,6 @@ async function status() {
 // How many "away" (or other API) requests nginx has logged.
 function apiCount(name) {
   return nginx.log().split('\n').filter((l) => l.includes(`"POST /_wr/${name} `)).length;
-}
-
-// A visitor without a browser: Node's fetch, the room's cookie kept by hand.
-class Visitor {
-  cookie = '';
-
-  async get(path) {
-    const res = await fetch(nginx.base + path, {
-      headers: this.cookie ? { cookie: this.cookie } : {},
-      redirect: 'manual',
-    });
-    for (const c of res.headers.getSetCookie()) {
-      const pair = c.split(';')[0];
-      if (pair.startsWith('wr_b=')) {
-        this.cookie = /max-age=0|expires=thu, 01 jan 1970/i.test(c) ? '' : pair;
-      }
-    }
-    return { status: res.status, xwr: res.headers.get('x-wr'), body: await res.text() };
-  }
-
-  async position() {
-    const r = await this.get('/_wr/position');
-    return { status: r.status, ...JSON.parse(r.body) };
-  }
 }
 
 // The browser comes in on page A, then a second visitor queues behind it.
@@ -210,8 +118,9 @@ async function admitBrowserThenQueue() {
   assert.equal(await shown(page), 'A', 'the browser sees page A, not the queue page');
   const cookie = await roomCookie();
   assert.ok(cookie, 'the browser has the room cookie');
-  const visitor = new Visitor();
-  assert.equal((await visitor.get('/a.html')).xwr, 'QUEUED', 'the second visitor waits');
+  const visitor = new Visitor(nginx.base, 'b');
+  // A first contact gets an arrival; the page's first question takes the place.
+  assert.equal((await visitor.get('/a.html')).xwr, 'ARRIVED', 'the second visitor waits');
   const pos = await visitor.position();
   assert.deepEqual([pos.state, pos.position], ['queued', 1], 'the second visitor is first in line');
   return { page, visitor, cookie };
@@ -252,24 +161,7 @@ async function waitForApi(name, before, n, ms = 3000) {
 
 before(async () => {
   profile = mkdtempSync(join(tmpdir(), 'wr-chromium-'));
-  browser = await puppeteer.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    pipe: true,
-    userDataDir: profile,
-    // headless: true adds --headless=new. The machine may have no network but loopback:
-    // nothing that phones home.
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-    protocolTimeout: 20000,
-  });
+  browser = await launchChromium(profile);
 });
 
 after(async () => {
@@ -278,7 +170,9 @@ after(async () => {
 });
 
 beforeEach(async () => {
-  nginx = await startNginx();
+  // An unload listener as well: another reason not to keep the page in the cache.
+  const unload = "addEventListener('unload', function () {});";
+  nginx = await startNginx(CONF, { 'a.html': PAGE('A', 'B'), 'b.html': PAGE('B', 'A', unload) });
   ctx = await browser.createBrowserContext();
 });
 
