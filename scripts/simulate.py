@@ -259,6 +259,9 @@ class Connection:
 
     async def _exchange(self, method, path, cookies):
         lines = [f"{method} {path} HTTP/1.1", f"Host: 127.0.0.1:{self.port}", "User-Agent: wr-simulate"]
+        if method == "GET" and not path.startswith("/_wr/"):
+            # A page load, as a browser says it: only page loads join the line.
+            lines += ["Accept: text/html,*/*;q=0.8", "Sec-Fetch-Mode: navigate", "Sec-Fetch-Dest: document"]
         if cookies:
             lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items()))
         if method == "POST":
@@ -311,12 +314,13 @@ class Connection:
 
 
 def token_fields(value):
-    """(kind, number) of a room cookie: kind 1 is a ticket, 2 a session. The part before the
+    """(kind, number) of a room cookie: kind 1 is a ticket, 2 a session, 3 an arrival (a first
+    contact with no place yet, which takes it when it comes back). The part before the
     dot is base64url of a little-endian record: byte 1 the kind, bytes 10..18 the number (the
     ticket number for a ticket); later fields do not matter here."""
     payload = value.split(".", 1)[0]
     raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
-    if len(raw) < 18 or raw[1] not in (1, 2):
+    if len(raw) < 18 or raw[1] not in (1, 2, 3):
         raise ValueError(f"not a room token ({len(raw)} bytes)")
     return raw[1], int.from_bytes(raw[10:18], "little")
 
@@ -429,14 +433,30 @@ class Sim:
                 v.kind, v.outcome = "full", "rejected"
                 return
             kind, number = token_fields(jar.get(COOKIE, ""))
+            if kind == 3:
+                # A first contact: the queue page asks at once, which takes the place.
+                r = await self.request(v, conn, jar, "GET", "/_wr/position")
+                kind, number = token_fields(jar.get(COOKIE, ""))
+                if kind == 2:
+                    v.kind, v.t_admit_sent, v.t_admit = "direct", r.sent, r.received
+                    v.outcome = "admitted"
+                    await self.browse(v, conn, jar, rng)
+                    return
             if kind != 1:
                 raise HttpError(f"no ticket with a {r.status} queue page")
             v.kind, v.ticket, v.t_ticket, v.outcome = "queued", number, r.received, "waiting"
             v.last_queued_sent = r.sent
-            v.refresh = float(r.header("retry-after") or 5)
-            m = re.search(rb'id="eta" data-s="(\d+)"', r.body)
-            if m:
-                v.eta_first, v.t_eta_first = int(m.group(1)), r.received
+            if r.body.startswith(b"{"):
+                # The answer of the queue page's question.
+                d = json.loads(r.body)
+                v.refresh = float(d.get("refresh_seconds") or 5)
+                eta = d.get("eta_seconds")
+            else:
+                v.refresh = float(r.header("retry-after") or 5)
+                m = re.search(rb'id="eta" data-s="(\d+)"', r.body)
+                eta = int(m.group(1)) if m else None
+            if eta is not None:
+                v.eta_first, v.t_eta_first = int(eta), r.received
                 v.etas.append((r.received, v.eta_first))
             await self.wait_in_line(v, conn, jar, rng)
         except Exception as e:  # noqa: BLE001 - every failure is recorded and reported
