@@ -129,7 +129,7 @@ def now_wall():
 
 def token(value):
     """(kind, number, id, epoch) of a room cookie: kind 1 is a ticket (number: its number), 2 a
-    session (number: its slot, id: the session's id). The part before the dot is base64url of a
+    session (number: its slot, id: the session's id), 3 an arrival (no place yet). The part before the dot is base64url of a
     little-endian record: byte 1 the kind, 10..18 the number, 18..26 the id, 50..58 the epoch
     (the layout of the zone it was issued for). None when it is not one."""
     try:
@@ -137,7 +137,7 @@ def token(value):
         raw = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
     except (ValueError, TypeError):
         return None
-    if len(raw) < 58 or raw[1] not in (1, 2):
+    if len(raw) < 58 or raw[1] not in (1, 2, 3):
         return None
     w = lambda at: int.from_bytes(raw[at:at + 8], "little")  # noqa: E731
     return raw[1], w(10), w(18), w(50)
@@ -599,6 +599,10 @@ class Run:
         rng = random.Random(v.seed ^ int(self.now() * 1000))
         while True:
             r = await self.request(v, conn, "GET", path)
+            if r is not None and r.status < 500 and r.header("x-wr") == "ARRIVED":
+                # A first contact has no place until its browser comes back with the cookie:
+                # the queue page's script asks at once (a reload does the same).
+                r = await self.request(v, conn, "GET", path)
             if r is not None and r.status < 500:
                 return r
             if not await self.sleep_until(self.now() + rng.uniform(1, 2)):
