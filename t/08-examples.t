@@ -22,7 +22,7 @@ use Test::Nginx::WaitingRoom qw/ get post code body cookie log_errors /;
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http proxy/)->plan(27);
+my $t = Test::Nginx->new()->has(qw/http proxy/)->plan(28);
 my $d = $t->testdir();
 my $examples = "$FindBin::Bin/../nginx-conf";
 
@@ -120,6 +120,13 @@ $r = get('/checkout/');
 is(code($r), 503, 'shop: 201st gets 503');
 like($r, qr!You are number <strong id="pos">1</strong> in line!,
 	'shop: queue page');
+
+# our own probe is a crawler: no place, a short 503
+
+$r = http("GET /checkout/ HTTP/1.0\nHost: localhost\nAccept: text/html\n"
+	. "User-Agent: shop-probe/1.0\n\n");
+ok(code($r) == 503 && $r !~ /Set-Cookie/i && $r !~ /id="pos"/,
+	'shop: the probe is refused');
 
 like($t->read_file('logs/shop.log'),
 	qr/"GET \/checkout\/ HTTP\/1\.0" 503 QUEUED 1 -/,
