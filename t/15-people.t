@@ -26,7 +26,7 @@ use Test::Nginx::WaitingRoom qw/ req get first api code body wr pos_of cookie
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http auth_basic access/)->plan(40);
+my $t = Test::Nginx->new()->has(qw/http auth_basic access/)->plan(42);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -65,6 +65,16 @@ http {
 
         location /denied/ {
             waiting_room p;
+            deny all;
+        }
+
+        location /denied-page/ {
+            waiting_room p;
+            error_page 403 /denied-page/sorry.html;
+            location = /denied-page/sorry.html {
+                waiting_room p;
+                allow all;
+            }
             deny all;
         }
 
@@ -108,10 +118,11 @@ EOF
 $t->write_file('secret.key', 'k' x 40 . "\n");
 $t->write_file('page.html', "a page\n");
 $t->write_file('htpasswd', "u:" . crypt('p', 'xx') . "\n");
-for my $d (qw/ denied private seo img lim before /) {
+for my $d (qw/ denied denied-page private seo img lim before /) {
 	mkdir $t->testdir() . "/$d";
 	$t->write_file("$d/page.html", "$d page\n");
 }
+$t->write_file('denied-page/sorry.html', "sorry\n");
 chmod 0755, $t->testdir() if $> == 0;
 
 # nginx -t
@@ -121,6 +132,8 @@ my @bad = (
 		'"client_key" parameter requires "client_limit" parameter'],
 	['waiting_room_zone zone=z:1m client_limit=0;',
 		'invalid client_limit value "0"'],
+	['waiting_room_zone zone=z:1m confirm=1s;',
+		'"confirm=1s" must be at least 3s'],
 	['waiting_room_zone zone=z:1m confirm=20m;',
 		'"confirm=20m" must not be longer than "queue_timeout=900s"'],
 	['waiting_room_zone zone=z:1m; waiting_room_gate first;',
@@ -222,6 +235,9 @@ ok(code($p) == 503 && wr($p) eq 'REFUSED', 'waiting_room_crawler: 503');
 my $d = raw('/denied/page.html', $nav);
 is(code($d), 403, 'denied: 403');
 is(wr($d), '', 'denied: the room never saw it');
+my $e = raw('/denied-page/page.html', $nav);
+ok(code($e) == 403 && wr($e) eq '' && $e =~ /sorry/,
+	'denied with an error page: the page, no place');
 my $a = raw('/private/page.html', $nav);
 is(code($a), 401, 'auth_basic: 401, no place');
 is(counts(), '3 2 3', 'refused requests took nothing');

@@ -210,27 +210,39 @@ pub extern "C" fn set_status(
     set_endpoint(cf, conf, Endpoint::Status)
 }
 
+/// A directive whose one argument is one of `choices`, written into the field `field` picks.
+fn set_choice<T: Copy>(
+    cf: *mut ngx_conf_t,
+    conf: *mut c_void,
+    directive: &'static str,
+    field: fn(&mut LocConf) -> &mut Option<T>,
+    choices: &'static [(&'static str, T)],
+    words: &'static str,
+) -> *mut c_char {
+    let lcf = loc_conf(conf);
+    handle(cf, || {
+        let slot = field(lcf);
+        if slot.is_some() {
+            return Err(LocationError::Duplicate(directive));
+        }
+        let value = text(&args(cf)[1]);
+        match choices.iter().find(|(name, _)| *name == value) {
+            Some(&(_, v)) => *slot = Some(v),
+            None => return Err(LocationError::InvalidChoice { value, choices: words }),
+        }
+        Ok(())
+    })
+}
+
 pub extern "C" fn set_gate(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let lcf = loc_conf(conf);
-    handle(cf, || {
-        if lcf.gate.is_some() {
-            return Err(LocationError::Duplicate("waiting_room_gate"));
-        }
-        let value = text(&args(cf)[1]);
-        lcf.gate = Some(match value.as_str() {
-            "after_access" => Gate::AfterAccess,
-            "before_access" => Gate::BeforeAccess,
-            _ => {
-                let choices = "\"after_access\" or \"before_access\"";
-                return Err(LocationError::InvalidChoice { value, choices });
-            }
-        });
-        Ok(())
-    })
+    const CHOICES: &[(&str, Gate)] =
+        &[("after_access", Gate::AfterAccess), ("before_access", Gate::BeforeAccess)];
+    let words = "\"after_access\" or \"before_access\"";
+    set_choice(cf, conf, "waiting_room_gate", |l| &mut l.gate, CHOICES, words)
 }
 
 pub extern "C" fn set_crawlers(
@@ -238,22 +250,9 @@ pub extern "C" fn set_crawlers(
     _: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let lcf = loc_conf(conf);
-    handle(cf, || {
-        if lcf.crawlers.is_some() {
-            return Err(LocationError::Duplicate("waiting_room_crawlers"));
-        }
-        let value = text(&args(cf)[1]);
-        lcf.crawlers = Some(match value.as_str() {
-            "refuse" => Crawlers::Refuse,
-            "pass" => Crawlers::Pass,
-            _ => {
-                let choices = "\"refuse\" or \"pass\"";
-                return Err(LocationError::InvalidChoice { value, choices });
-            }
-        });
-        Ok(())
-    })
+    const CHOICES: &[(&str, Crawlers)] = &[("refuse", Crawlers::Refuse), ("pass", Crawlers::Pass)];
+    let words = "\"refuse\" or \"pass\"";
+    set_choice(cf, conf, "waiting_room_crawlers", |l| &mut l.crawlers, CHOICES, words)
 }
 
 pub extern "C" fn set_refuse_status(

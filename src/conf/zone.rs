@@ -28,6 +28,8 @@ use crate::service::Settings;
 
 /// Shortest accepted `waiting_room_secret`, in bytes.
 pub const SECRET_MIN: usize = 32;
+/// Shortest accepted `confirm=`: a first contact's page reloads after 2 s without JavaScript.
+const CONFIRM_MIN_MS: u64 = 3000;
 /// Longest accepted `waiting_room_secret` file.
 pub const SECRET_MAX: u64 = 4096;
 
@@ -48,6 +50,11 @@ pub enum ZoneError {
     },
     InvalidParameter(String),
     NoZone,
+    /// A time shorter than the least that works.
+    TooShort {
+        given: String,
+        min: &'static str,
+    },
     /// `client_key=` without `client_limit=`.
     KeyWithoutLimit,
     /// `client_key=` is not a valid complex value (nginx has said why).
@@ -91,6 +98,7 @@ impl fmt::Display for ZoneError {
             ZoneError::InvalidParameter(p) => write!(f, "invalid parameter \"{p}\""),
             ZoneError::NoZone => f.write_str("\"waiting_room_zone\" must have \"zone\" parameter"),
             ZoneError::Duplicate(n) => write!(f, "duplicate zone \"{n}\""),
+            ZoneError::TooShort { given, min } => write!(f, "\"{given}\" must be at least {min}"),
             ZoneError::KeyWithoutLimit => {
                 f.write_str("\"client_key\" parameter requires \"client_limit\" parameter")
             }
@@ -265,6 +273,11 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
     // the room has already forgotten.
     if !confirm_given {
         timing.confirm_ms = timing.confirm_ms.min(timing.queue_timeout_ms);
+    }
+    // A page without JavaScript comes back after 2 s: a shorter `confirm` would never let it
+    // take its place.
+    if confirm_given && timing.confirm_ms < CONFIRM_MIN_MS {
+        return Err(ZoneError::TooShort { given: confirm.text.clone(), min: "3s" });
     }
     if timing.confirm_ms > timing.queue_timeout_ms {
         return order(&confirm, "not be longer than", &queue_timeout);

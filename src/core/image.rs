@@ -456,7 +456,7 @@ impl Room<'_> {
         hdr.stats = h.stats.rebased(|t| shift(t, shift_ms));
         hdr.people = full.people;
         hdr.people_logged = full.people;
-        hdr.people_logged_at = 0;
+        hdr.people_logged_at = hdr.last_sweep;
         Ok(Imported { sessions: h.sessions as u32, tickets: h.tickets })
     }
 }

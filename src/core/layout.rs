@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! Header | sessions: [SessionSlot; S] | free: [u32; S] | tickets: [TicketSlot; T] | tree: [u32; T + 1]
-//!        | arrivals: [ArrivalSlot; T / 4] | clients: [u16; 2 × T / 2]
+//!        | arrivals: [ArrivalSlot; T / 4] | clients: [u16; 2 × (T / 2 + 1)]
 //! ```
 //!
 //! `arrivals` remembers which first contacts have come back (see `Room::confirm`); `clients`

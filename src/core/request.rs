@@ -91,7 +91,6 @@ const CRAWLERS: &[&str] = &[
     "baiduspider",
     "yandexbot",
     "yandex.com/bots",
-    "sogou",
     "exabot",
     "seznambot",
     "yeti/",

@@ -755,18 +755,20 @@ impl<'a> Room<'a> {
 
     /// A first contact sent to the line comes back with its `arrival`: it takes its place
     /// now, at the back of the line, with its wait counted from its arrival; a second return
-    /// with the same arrival finds the same place. An arrival older than `confirm`, or than
-    /// the last [`Layout::arrival_cap`] arrivals, is stale: its visitor starts again.
+    /// with the same arrival finds the same place (as long as fewer than
+    /// [`Layout::arrival_cap`] other arrivals came back meanwhile). An arrival older than
+    /// `confirm` is stale: its visitor starts again.
     pub fn confirm(&mut self, a: Arrival, now: u64, t: &Timing, client: Client) -> Confirm {
         if self.hdr.standby != 0 {
             return Confirm::Held;
         }
         let next = self.hdr.next_visitor;
         // Workers' cached clocks differ by a little: an arrival a moment "ahead" is fine.
+        // Fresh by time alone: first contacts that never come back write nothing, so no flood
+        // of them can make a real one's arrival stale.
         let fresh = a.arrived <= now.saturating_add(1000)
             && now.saturating_sub(a.arrived) <= t.confirm_ms
-            && a.visitor < next
-            && next - a.visitor <= self.layout.arrival_cap;
+            && a.visitor < next;
         if !fresh {
             return Confirm::Stale;
         }
@@ -1076,6 +1078,17 @@ impl<'a> Room<'a> {
         assert_eq!(active, h.active);
         assert_eq!(h.free_top + active, h.session_cap);
         assert!(h.active + h.called <= h.max_active, "capacity exceeded");
+        // The client counters hold exactly the places counted under each tag.
+        let mut want = vec![0u16; self.clients.len()];
+        let tags = live.iter().map(|s| s.client).chain(
+            self.sessions.iter().filter(|s| s.get().id != 0).map(|s| s.client.load(Relaxed) as u32),
+        );
+        for tag in tags.filter(|&t| t != 0) {
+            for i in self.client_cells(tag) {
+                want[i] += 1;
+            }
+        }
+        assert_eq!(&want[..], &self.clients[..], "client counters out of balance");
     }
 }
 

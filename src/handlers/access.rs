@@ -86,7 +86,13 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
     let Some(room) = lcf.room() else { return declined };
     // The room's own API and status locations answer whatever the room decides, even when a
     // `waiting_room` at an outer level would guard them.
-    if lcf.endpoint.is_some() || !core::ptr::eq(r.main, r) || lcf.gate != Some(phase) {
+    // An error page (`error_page`) answers a request already decided: refused by an access
+    // check, or failed inside; it takes no place.
+    if lcf.endpoint.is_some()
+        || !core::ptr::eq(r.main, r)
+        || lcf.gate != Some(phase)
+        || r.error_page() != 0
+    {
         return declined;
     }
     // After an internal redirect, a pass stands for the room that gave it.

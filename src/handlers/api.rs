@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::edge;
 use crate::conf::Endpoint;
-use crate::core::token::Token;
+use crate::core::token::{Kind, Token};
 use crate::http::{self, cookies, Now};
 use crate::pages;
 use crate::service::{Decision, Leaving, Outcome, Room, Visit};
@@ -81,6 +81,14 @@ fn heartbeat(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now:
     match room.decide(token, now.mono_ms, visit) {
         Ok(Decision { outcome: Some(Outcome::Admitted { session, .. }), epoch, .. }) => {
             if let Some(v) = room.session_cookie(session, epoch, now.wall_s) {
+                cookies::set_cookie(r, &room.cookie, &v);
+            }
+            http::no_content(r)
+        }
+        Ok(Decision {
+            outcome: Some(Outcome::Queued { new_ticket: Some(t), .. }), epoch, ..
+        }) => {
+            if let Some(v) = room.ticket_cookie(t, epoch, now.wall_s) {
                 cookies::set_cookie(r, &room.cookie, &v);
             }
             http::no_content(r)
@@ -169,6 +177,19 @@ fn position(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now: 
                 "queue_length": queue_length,
                 "eta_seconds": null,
                 "refresh_seconds": 60,
+            }),
+        ),
+        // An arrival too old to take its place (the page had been asleep): the page loads
+        // again, as a new visitor.
+        None if token.is_some_and(|t| t.kind == Kind::Arrival) => http::send_json(
+            r,
+            403,
+            &json!({
+                "state": "expired",
+                "position": null,
+                "queue_length": queue_length,
+                "eta_seconds": null,
+                "refresh_seconds": 1,
             }),
         ),
         Some(Outcome::Arrived { .. }) | None => http::send_json(

@@ -1,4 +1,4 @@
-//! What nginx calls for a request: the gate in the access phase ([`access`]), and the content
+//! What nginx calls for a request: the gate, after or in the access phase ([`access`]), and the content
 //! handlers of the room's own locations ([`api`], [`status`]). Each is a thin translation
 //! between the request and the room's service; none lets a panic unwind into nginx.
 

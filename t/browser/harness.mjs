@@ -21,6 +21,27 @@ export const MODULE = process.env.WR_MODULE;
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const KEEP = process.env.WR_BROWSER_KEEP === '1';
 
+// The top of every test's nginx.conf, up to the inside of its http block: the module, nginx in
+// the foreground, and an access log with what the room decided.
+export const CONF_HEAD = `load_module ${MODULE};
+${process.getuid?.() === 0 ? 'user root;' : ''}
+daemon off;
+worker_processes 2;
+error_log logs/error.log notice;
+pid logs/nginx.pid;
+
+events {
+    worker_connections 256;
+}
+
+http {
+    types {
+        text/html html;
+    }
+    log_format wr '$msec "$request" $status $waiting_room_status';
+    access_log logs/access.log wr;
+`;
+
 export function freePort() {
   return new Promise((resolve, reject) => {
     const s = createServer();

@@ -12,27 +12,10 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MODULE, Visitor, launchChromium, startNginx } from './harness.mjs';
+import { CONF_HEAD, Visitor, launchChromium, startNginx } from './harness.mjs';
 
 const CONF = (port) => `
-load_module ${MODULE};
-${process.getuid?.() === 0 ? 'user root;' : ''}
-daemon off;
-worker_processes 2;
-error_log logs/error.log notice;
-pid logs/nginx.pid;
-
-events {
-    worker_connections 256;
-}
-
-http {
-    types {
-        text/html html;
-    }
-    log_format wr '$msec "$request" $status $waiting_room_status';
-    access_log logs/access.log wr;
-
+${CONF_HEAD}
     waiting_room_zone zone=p:1m max_active=1;
 
     server {
@@ -172,6 +155,33 @@ test('a browser that blocks cookies makes no ticket and is told why', { timeout:
     assert.equal(st.joined_total, 0, 'no ticket');
     assert.equal(st.queue_length, 0, 'nobody in line');
     assert.equal(st.active_sessions, 1, 'the one inside only');
+  } finally {
+    await ctx.close();
+  }
+});
+
+test('a browser whose cookie does not come back is told why', { timeout: 30000 }, async () => {
+  // Cookies are on, but the cookie is gone before the page's question leaves (as with an
+  // extension that clears it): the room answers "none", and the page stops and says so.
+  const ctx = await browser.createBrowserContext();
+  try {
+    const page = await ctx.newPage();
+    await page.setRequestInterception(true);
+    page.on('request', async (req) => {
+      // The cookie is gone by the time the question leaves.
+      if (req.url().includes('/_wr/position')) {
+        await page.deleteCookie({ name: 'wr_p', url: nginx.base });
+      }
+      return req.continue();
+    });
+    assert.equal((await page.goto(`${nginx.base}/`)).headers()['x-wr'], 'ARRIVED');
+    assert.equal(await page.evaluate(() => navigator.cookieEnabled), true);
+    await until('the page says cookies are needed', () =>
+      page.evaluate(() => document.getElementById('ck')?.hidden === false));
+    const before = nginx.log().split('\n').length;
+    await sleep(4000);
+    assert.ok(nginx.log().split('\n').length - before <= 1, 'the page stopped asking');
+    assert.equal((await status()).joined_total, 0, 'no ticket');
   } finally {
     await ctx.close();
   }

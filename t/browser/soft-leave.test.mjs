@@ -16,7 +16,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { MODULE, Visitor, launchChromium, startNginx } from './harness.mjs';
+import { CONF_HEAD, Visitor, launchChromium, startNginx } from './harness.mjs';
 
 // The room's timings. The heartbeat is long on purpose: within a test nothing but a page
 // loading (its request, and the heartbeat that heartbeat.js sends 1 s after) and another
@@ -30,24 +30,7 @@ const SWEEP = 1000; // the room's timer ends sessions once a second
 const PAST_GRACE = GRACE + SWEEP + 500;
 
 const CONF = (port, prefix) => `
-load_module ${MODULE};
-${process.getuid?.() === 0 ? 'user root;' : ''}
-daemon off;
-worker_processes 2;
-error_log logs/error.log notice;
-pid logs/nginx.pid;
-
-events {
-    worker_connections 256;
-}
-
-http {
-    types {
-        text/html html;
-    }
-    log_format wr '$msec "$request" $status $waiting_room_status';
-    access_log logs/access.log wr;
-
+${CONF_HEAD}
     waiting_room_zone zone=b:1m max_active=1 idle=${IDLE / 1000}s heartbeat=${HEARTBEAT / 1000}s
                       grace=${GRACE / 1000}s;
 

@@ -82,12 +82,20 @@ fn an_arrival_takes_one_place_once_and_only_while_fresh() {
     assert_eq!(room.confirm(forged, now, &T, Client::NONE), Confirm::Stale);
     let ahead = Arrival { visitor: late.visitor, arrived: now + 60_000 };
     assert_eq!(room.confirm(ahead, now, &T, Client::NONE), Confirm::Stale);
-    // Pushed out by as many arrivals as the room remembers: stale too.
-    let Entry::Arrived { arrival: old, .. } = room.enter(now, &T, Client::NONE) else { panic!() };
-    for _ in 0..room.layout().arrival_cap {
+    // First contacts that never come back, however many, do not make a real one stale.
+    let Entry::Arrived { arrival: real, .. } = room.enter(now, &T, Client::NONE) else { panic!() };
+    for _ in 0..10 * room.layout().arrival_cap {
         room.enter(now, &T, Client::NONE);
     }
-    assert_eq!(room.confirm(old, now, &T, Client::NONE), Confirm::Stale);
+    let Confirm::Ticket(tr, Poll::Waiting { position: 3 }) =
+        room.confirm(real, now + 50, &T, Client::NONE)
+    else {
+        panic!()
+    };
+    assert_eq!(
+        room.confirm(real, now + 60, &T, Client::NONE),
+        Confirm::Ticket(tr, Poll::Waiting { position: 3 })
+    );
     room.check_invariants();
 }
 
