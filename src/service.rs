@@ -381,6 +381,46 @@ impl Room {
         })
     }
 
+    /// One `warn` line for the whole room, at most every [`PEOPLE_LOG_MS`], about what it
+    /// turned away and how many first contacts never came back: a flood shows as its counts,
+    /// not a line a request. In the cycle's log: no one request stands for the flood.
+    pub fn log_people(&self, to_log: Option<(People, People, u64)>) {
+        let Some((before, now, ms)) = to_log else { return };
+        let d = |f: fn(&People) -> u64| f(&now).saturating_sub(f(&before));
+        let limit_of = match self.settings.map_or(0, |s| s.client_limit) {
+            0 => "off".to_owned(),
+            n => n.to_string(),
+        };
+        let when = if before == People::default() {
+            "since it started".to_owned()
+        } else {
+            format!("in the last {} s", ms.div_ceil(1000))
+        };
+        // SAFETY: the running cycle, set for as long as the process serves requests.
+        let log = unsafe { (*nginx_sys::ngx_cycle).log };
+        ngx_log_error!(
+            NGX_LOG_WARN,
+            log,
+            "waiting room \"{}\" {when}: refused {} not page loads, {} crawlers, {} over \
+             client_limit={limit_of}; of the first contacts, {} of {} sent to the line and {} \
+             of {} admitted at once came back with the cookie",
+            self.name,
+            d(|p| p.refused_not_navigation),
+            d(|p| p.refused_crawler),
+            d(|p| p.refused_client_limit),
+            d(|p| p.arrivals_confirmed),
+            d(|p| p.arrivals),
+            d(|p| p.sessions_confirmed),
+            d(|p| p.sessions_opened),
+        );
+    }
+
+    /// The counters to log, if a line is due (see [`Room::log_people`]); asked by the sweep,
+    /// so that the end of a flood is logged without a request to carry it.
+    pub fn people_due(&self, now_ms: u64) -> Option<(People, People, u64)> {
+        self.with_tables(|rm| rm.people_to_log(now_ms, PEOPLE_LOG_MS)).ok().flatten()
+    }
+
     /// The cookie value for a new session.
     pub fn session_cookie(&self, s: SessionRef, epoch: u64, now_s: u64) -> Option<String> {
         let session_s = self.timing().session_ms.div_ceil(1000);

@@ -93,7 +93,9 @@ extern "C" fn sweep(ev: *mut ngx_event_t) {
     let stopping = unsafe { ngx_exiting != 0 || ngx_quit != 0 || ngx_terminate != 0 };
     let fired = guard::periodic(
         || {
-            let _ = room.sweep(http::now().mono_ms, INTERVAL_MS, BUDGET);
+            let now = http::now().mono_ms;
+            let _ = room.sweep(now, INTERVAL_MS, BUDGET);
+            room.log_people(room.people_due(now));
             if !stopping {
                 room.save(ev.log, Save::Tick);
             }

@@ -26,7 +26,7 @@ use Test::Nginx::WaitingRoom qw/ req get first api code body wr pos_of cookie
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http auth_basic access/)->plan(42);
+my $t = Test::Nginx->new()->has(qw/http auth_basic access/)->plan(43);
 
 $t->write_file_expand('nginx.conf', <<'EOF');
 
@@ -132,6 +132,8 @@ my @bad = (
 		'"client_key" parameter requires "client_limit" parameter'],
 	['waiting_room_zone zone=z:1m client_limit=0;',
 		'invalid client_limit value "0"'],
+	['waiting_room_zone zone=z:1m confirm=5s confirm=6s;',
+		'duplicate "confirm" parameter'],
 	['waiting_room_zone zone=z:1m confirm=1s;',
 		'"confirm=1s" must be at least 3s'],
 	['waiting_room_zone zone=z:1m confirm=20m;',
@@ -208,7 +210,7 @@ my $log = $t->read_file('error.log');
 my @lines = $log =~ /^.*waiting room "p" (?:since it started|in the last).*$/mg;
 ok(@lines >= 1 && @lines <= 2, 'flood: logged once an interval')
 	or diag(scalar @lines);
-like($lines[0] // '', qr/ \d of \d{3,} first contacts sent to the line/,
+like($lines[0] // '', qr/of the first contacts, \d+ of \d{3,} sent to the line/,
 	'flood: the counts');
 
 # requests that cannot take a place leave joined_total, active_sessions

@@ -50,6 +50,8 @@ pub enum ZoneError {
     },
     InvalidParameter(String),
     NoZone,
+    /// A parameter given twice.
+    DuplicateParameter(String),
     /// A time shorter than the least that works.
     TooShort {
         given: String,
@@ -99,6 +101,7 @@ impl fmt::Display for ZoneError {
             ZoneError::NoZone => f.write_str("\"waiting_room_zone\" must have \"zone\" parameter"),
             ZoneError::Duplicate(n) => write!(f, "duplicate zone \"{n}\""),
             ZoneError::TooShort { given, min } => write!(f, "\"{given}\" must be at least {min}"),
+            ZoneError::DuplicateParameter(k) => write!(f, "duplicate \"{k}\" parameter"),
             ZoneError::KeyWithoutLimit => {
                 f.write_str("\"client_key\" parameter requires \"client_limit\" parameter")
             }
@@ -182,8 +185,13 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
     let mut grace_given = false;
     let mut confirm = Given::default("confirm", "30s");
     let mut confirm_given = false;
+    let mut given: Vec<&str> = Vec::new();
     for a in words {
         let (key, value) = a.split_once('=').unwrap_or((a.as_str(), ""));
+        if given.contains(&key) {
+            return Err(ZoneError::DuplicateParameter(key.to_owned()));
+        }
+        given.push(key);
         match key {
             "zone" => {
                 let Some((name, size)) = value.rsplit_once(':') else {

@@ -251,21 +251,19 @@ pub struct People {
     pub refused_client_limit: u64,
 }
 
-/// First contacts that never came back since the last line, from which the log says so even
-/// when nothing was refused.
-pub const FLOOD_UNRETURNED: u64 = 100;
+/// Requests refused, or first contacts that never came back, since the last line, from which
+/// the log speaks of a flood: fewer are a monitor's probes and the odd crawler.
+pub const FLOOD: u64 = 100;
 
 impl People {
-    /// Whether what happened since `before` is worth a line in the log: a request refused, or
-    /// [`FLOOD_UNRETURNED`] first contacts that did not come back.
+    /// Whether what happened since `before` is worth a line in the log: a client over its
+    /// limit, or [`FLOOD`] requests refused or first contacts that did not come back.
     pub fn worth_logging(&self, before: &People) -> bool {
         let d = |f: fn(&People) -> u64| f(self).saturating_sub(f(before));
-        let refused = d(|p| p.refused_not_navigation)
-            + d(|p| p.refused_crawler)
-            + d(|p| p.refused_client_limit);
+        let refused = d(|p| p.refused_not_navigation) + d(|p| p.refused_crawler);
         let unreturned = d(|p| p.arrivals).saturating_sub(d(|p| p.arrivals_confirmed))
             + d(|p| p.sessions_opened).saturating_sub(d(|p| p.sessions_confirmed));
-        refused > 0 || unreturned >= FLOOD_UNRETURNED
+        d(|p| p.refused_client_limit) > 0 || refused >= FLOOD || unreturned >= FLOOD
     }
 }
 

@@ -24,7 +24,6 @@ use ngx::ngx_log_error;
 
 use super::edge;
 use crate::conf::{Crawlers, Gate, LocConf, Module};
-use crate::core::layout::People;
 use crate::core::request::{is_known_crawler, is_navigation};
 use crate::http::cookies;
 use crate::http::verdict::{self, Verdict};
@@ -117,7 +116,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
             }
             _ => {
                 let to_log = room.refused(now.mono_ms, |p| p.refused_crawler += 1);
-                log_people(r, room, to_log.ok().flatten());
+                room.log_people(to_log.ok().flatten());
                 refuse(r, lcf.refuse_status, "REFUSED", None)
             }
         };
@@ -126,7 +125,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
     let visit = Visit { join, client: client.as_deref() };
     let (outcome, epoch) = match room.decide(token, now.mono_ms, visit) {
         Ok(Decision { outcome, epoch, to_log, .. }) => {
-            log_people(r, room, to_log);
+            room.log_people(to_log);
             (outcome, epoch)
         }
         Err(e) => return edge::unusable(r, room, e),
@@ -134,7 +133,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
     let Some(outcome) = outcome else {
         // Not a page load, and no place: nothing is taken.
         let to_log = room.refused(now.mono_ms, |p| p.refused_not_navigation += 1);
-        log_people(r, room, to_log.ok().flatten());
+        room.log_people(to_log.ok().flatten());
         return refuse(r, lcf.refuse_status, "REFUSED", None);
     };
     match outcome {
@@ -262,10 +261,10 @@ fn refuse(
     position: Option<u64>,
 ) -> ngx_int_t {
     verdict::set(r, Verdict { status: Some(what), position, ..Verdict::default() });
-    let body: &[u8] = if status == NGX_HTTP_TOO_MANY_REQUESTS as usize {
-        b"Too many places in the waiting room from this client.\n"
-    } else {
-        b"The site is busy. Open the page in a browser to wait in line.\n"
+    let body: &[u8] = match what {
+        "LIMITED" => b"Too many places in the waiting room from this client already.\n",
+        "QUEUED" => b"You are in line: the site answers this when it is your turn.\n",
+        _ => b"The site is busy. Open the page in a browser to wait in line.\n",
     };
     // SAFETY: a live main request; the body is not wanted, whatever the method.
     let rc = unsafe { ngx_http_discard_request_body(r) };
@@ -278,44 +277,6 @@ fn refuse(
     // SAFETY: as in `respond`.
     unsafe { ngx_http_finalize_request(r, rc) };
     NGX_DONE as ngx_int_t
-}
-
-/// One line for the whole room, at most every `PEOPLE_LOG_MS`, about what it turned away and
-/// how many first contacts never came back: a flood shows as its counts, not a line a request.
-fn log_people(r: &ngx_http_request_t, room: &Room, to_log: Option<(People, People, u64)>) {
-    let Some((before, now, ms)) = to_log else { return };
-    let d = |f: fn(&People) -> u64| f(&now).saturating_sub(f(&before));
-    let (nav, crawl, limit) =
-        (d(|p| p.refused_not_navigation), d(|p| p.refused_crawler), d(|p| p.refused_client_limit));
-    let (arrived, back) = (d(|p| p.arrivals), d(|p| p.arrivals_confirmed));
-    let (opened, confirmed) = (d(|p| p.sessions_opened), d(|p| p.sessions_confirmed));
-    let limit_of = match room.settings.map_or(0, |s| s.client_limit) {
-        0 => "off".to_owned(),
-        n => n.to_string(),
-    };
-    // SAFETY: a live request's connection and its log.
-    let log = unsafe { (*r.connection).log };
-    ngx_log_error!(
-        NGX_LOG_WARN,
-        log,
-        "waiting room \"{}\" {}: {} requests refused as not page loads, {} as crawlers, {} \
-         over client_limit={}; {} of {} first contacts sent to the line and {} of {} admitted \
-         at once came back with the cookie",
-        room.name,
-        if before == People::default() {
-            "since it started".to_owned()
-        } else {
-            format!("in the last {} s", ms.div_ceil(1000))
-        },
-        nav,
-        crawl,
-        limit,
-        limit_of,
-        back,
-        arrived,
-        confirmed,
-        opened
-    );
 }
 
 /// Logs that the line is full, at most every `FULL_LOG_MS` per worker.
