@@ -33,8 +33,10 @@ pub enum LocationError {
     InvalidName(String),
     InvalidParameter(String),
     InvalidApi(String),
-    InvalidStatus(String),
-    InvalidRefuseStatus(String),
+    InvalidStatus {
+        value: String,
+        allowed: &'static str,
+    },
     InvalidChoice {
         value: String,
         choices: &'static str,
@@ -54,11 +56,8 @@ impl fmt::Display for LocationError {
             LocationError::InvalidApi(uri) => {
                 write!(f, "invalid api value \"{uri}\", it must start and end with \"/\"")
             }
-            LocationError::InvalidStatus(v) => {
-                write!(f, "invalid value \"{v}\", it must be 200, 202, 429 or 503")
-            }
-            LocationError::InvalidRefuseStatus(v) => {
-                write!(f, "invalid value \"{v}\", it must be 403, 429 or 503")
+            LocationError::InvalidStatus { value, allowed } => {
+                write!(f, "invalid value \"{value}\", it must be {allowed}")
             }
             LocationError::InvalidChoice { value, choices } => {
                 write!(f, "invalid value \"{value}\", it must be {choices}")
@@ -124,23 +123,38 @@ pub extern "C" fn set_waiting_room(
     })
 }
 
+/// A directive whose one argument is a status code from `allowed`, written into the field
+/// `field` picks (0 while unset).
+fn set_status_code(
+    cf: *mut ngx_conf_t,
+    conf: *mut c_void,
+    directive: &'static str,
+    field: fn(&mut LocConf) -> &mut usize,
+    allowed: &'static [usize],
+    words: &'static str,
+) -> *mut c_char {
+    let lcf = loc_conf(conf);
+    handle(cf, || {
+        let slot = field(lcf);
+        if *slot != 0 {
+            return Err(LocationError::Duplicate(directive));
+        }
+        let value = text(&args(cf)[1]);
+        match value.parse::<usize>() {
+            Ok(code) if allowed.contains(&code) => *slot = code,
+            _ => return Err(LocationError::InvalidStatus { value, allowed: words }),
+        }
+        Ok(())
+    })
+}
+
 pub extern "C" fn set_queue_status(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let lcf = loc_conf(conf);
-    handle(cf, || {
-        if lcf.queue_status != 0 {
-            return Err(LocationError::Duplicate("waiting_room_queue_status"));
-        }
-        let value = text(&args(cf)[1]);
-        match value.parse::<usize>() {
-            Ok(code @ (200 | 202 | 429 | 503)) => lcf.queue_status = code,
-            _ => return Err(LocationError::InvalidStatus(value)),
-        }
-        Ok(())
-    })
+    let (allowed, words) = (&[200, 202, 429, 503], "200, 202, 429 or 503");
+    set_status_code(cf, conf, "waiting_room_queue_status", |l| &mut l.queue_status, allowed, words)
 }
 
 pub extern "C" fn set_page(
@@ -260,16 +274,13 @@ pub extern "C" fn set_refuse_status(
     _: *mut ngx_command_t,
     conf: *mut c_void,
 ) -> *mut c_char {
-    let lcf = loc_conf(conf);
-    handle(cf, || {
-        if lcf.refuse_status != 0 {
-            return Err(LocationError::Duplicate("waiting_room_refuse_status"));
-        }
-        let value = text(&args(cf)[1]);
-        match value.parse::<usize>() {
-            Ok(code @ (403 | 429 | 503)) => lcf.refuse_status = code,
-            _ => return Err(LocationError::InvalidRefuseStatus(value)),
-        }
-        Ok(())
-    })
+    let (allowed, words) = (&[403, 429, 503], "403, 429 or 503");
+    set_status_code(
+        cf,
+        conf,
+        "waiting_room_refuse_status",
+        |l| &mut l.refuse_status,
+        allowed,
+        words,
+    )
 }
