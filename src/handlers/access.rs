@@ -121,16 +121,21 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
             }
         };
     }
-    let client = room.client_key(r).map(<[u8]>::to_vec);
-    let visit = Visit { join, client: client.as_deref() };
-    let (outcome, epoch) = match room.decide(token, now.mono_ms, visit) {
-        Ok(Decision { outcome, epoch, to_log, .. }) => {
-            room.log_people(to_log);
-            (outcome, epoch)
+    // Not a page load and no cookie of the room: nothing to decide (one lock, to count it).
+    let outcome = if !join && token.is_none() {
+        None
+    } else {
+        let client = room.client_key(r).map(<[u8]>::to_vec);
+        let visit = Visit { join, client: client.as_deref() };
+        match room.decide(token, now.mono_ms, visit) {
+            Ok(Decision { outcome, epoch, to_log, .. }) => {
+                room.log_people(to_log);
+                outcome.map(|o| (o, epoch))
+            }
+            Err(e) => return edge::unusable(r, room, e),
         }
-        Err(e) => return edge::unusable(r, room, e),
     };
-    let Some(outcome) = outcome else {
+    let Some((outcome, epoch)) = outcome else {
         // Not a page load, and no place: nothing is taken.
         let to_log = room.refused(now.mono_ms, |p| p.refused_not_navigation += 1);
         room.log_people(to_log.ok().flatten());
