@@ -87,6 +87,7 @@ mod wiring {
             clcf.handler = Some(match endpoint {
                 Endpoint::Api => handlers::api::handler,
                 Endpoint::Status => handlers::status::handler,
+                Endpoint::Control => handlers::control::handler,
             });
         }
         NGX_CONF_OK

@@ -21,6 +21,7 @@ use nginx_sys::{
 use ngx::core::Status;
 use ngx::ngx_log_error;
 
+use crate::core::control::{self, Change, Mode, Phase, SettingsError};
 use crate::core::guard::{self, Throttle};
 use crate::core::image::{ImportError, Imported};
 use crate::core::layout::People;
@@ -47,7 +48,10 @@ const COOKIES_TRIED: usize = 4;
 pub struct Settings {
     /// The zone's size in bytes.
     pub size: usize,
-    pub max_active: u32,
+    /// What the room is steered by (`max_active`, the model, the rate, the mode, the event):
+    /// the configuration's, put in force unless changed at run time (see
+    /// [`Tables::adopt_settings`]).
+    pub steer: control::Settings,
     pub timing: Timing,
     pub heartbeat_ms: u64,
     /// The most places (sessions and tickets) one client may hold; 0 for no limit.
@@ -82,10 +86,14 @@ pub enum Outcome {
     Admitted { session: SessionRef, waited: Option<u64> },
     /// In line. `new_ticket` is set when the visitor just took their place and needs the
     /// ticket cookie.
-    Queued { position: u64, queue_length: u64, eta: Option<u64>, new_ticket: Option<TicketRef> },
+    Queued { place: Place, new_ticket: Option<TicketRef> },
     /// A first contact sent to the back of the line, with no place until they come back with
     /// the arrival cookie.
-    Arrived { arrival: Arrival, position: u64, queue_length: u64, eta: Option<u64> },
+    Arrived { arrival: Arrival, place: Place },
+    /// Nobody new joins: the room is closed (mode `reject`), or its event is over.
+    Closed { over: bool },
+    /// The room is off (mode `pass`): through, without a place.
+    Off,
     /// The line is as long as the zone can hold.
     Full { queue_length: u64 },
     /// The client holds as many places as `waiting_room_client_limit` allows.
@@ -93,6 +101,22 @@ pub enum Outcome {
     /// The room stands by while another nginx runs it (a binary upgrade): no place is given
     /// until it takes over, in a few seconds.
     Held { queue_length: u64 },
+}
+
+/// Where a visitor in line stands, for the page and the API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Place {
+    /// The place in line; when the turn is drawn at random, the most people who may go first.
+    pub position: u64,
+    pub queue_length: u64,
+    /// Expected seconds until the turn comes (`None` while the pace is unknown); when drawn at
+    /// random, the expected wait, and `eta_max` the longest.
+    pub eta: Option<u64>,
+    pub eta_max: Option<u64>,
+    /// How many waiting people the turn is drawn among at random; 0 for a place in line.
+    pub draw: u64,
+    /// Seconds until the event starts, while it has not.
+    pub starts_in: Option<u64>,
 }
 
 /// How a visitor leaves (see [`Room::leave`]).
@@ -262,8 +286,11 @@ impl Room {
         let zone = self.zone.as_ref().ok_or(Unusable::Uninitialised)?;
         let mut locked = zone.lock().ok_or(Unusable::Uninitialised)?;
         let mut tables = locked.room().map_err(Unusable::Corrupt)?;
+        tables.set_wall_clock(wall_s());
         if let Some(s) = self.settings.filter(|_| adopt) {
-            tables.adopt_settings(s.max_active, self.stamp);
+            if let Some(live) = tables.adopt_settings(s.steer, self.stamp) {
+                self.log_kept(&live, &s.steer);
+            }
         }
         self.seen.set(Some((tables.layout(), tables.epoch())));
         Ok(f(&mut tables))
@@ -365,6 +392,66 @@ impl Room {
         })
     }
 
+    /// Changes the room's settings at run time, as the control location was asked, and logs
+    /// the change with the old and new values. `who` says who asked (the client's address).
+    pub fn change(
+        &self,
+        change: &Change,
+        now_ms: u64,
+        who: &str,
+        log: *mut ngx_log_t,
+    ) -> Result<Result<control::Settings, SettingsError>, Unusable> {
+        let t = self.timing();
+        let done = self.with_tables(|rm| rm.change_settings(change, now_ms, &t))?;
+        Ok(done.map(|(before, after)| {
+            let what: Vec<String> = before
+                .differences(&after)
+                .map(|name| {
+                    format!(
+                        "{name} {} -> {}",
+                        setting_text(&before, name),
+                        setting_text(&after, name)
+                    )
+                })
+                .collect();
+            let what = if what.is_empty() { "nothing changed".to_owned() } else { what.join(", ") };
+            ngx_log_error!(
+                NGX_LOG_NOTICE,
+                log,
+                "waiting room \"{}\" changed at run time by {who}: {what}",
+                self.name
+            );
+            after
+        }))
+    }
+
+    /// Logs, once a reload's settings are adopted, what set at run time stays in force over
+    /// the configuration (the configuration did not change it).
+    fn log_kept(&self, live: &control::Settings, conf: &control::Settings) {
+        let kept: Vec<String> = live
+            .differences(conf)
+            .map(|name| {
+                format!(
+                    "{name} {} (configured: {})",
+                    setting_text(live, name),
+                    setting_text(conf, name)
+                )
+            })
+            .collect();
+        if kept.is_empty() {
+            return;
+        }
+        // SAFETY: the running cycle, set for as long as the process serves requests.
+        let log = unsafe { (*nginx_sys::ngx_cycle).log };
+        ngx_log_error!(
+            NGX_LOG_NOTICE,
+            log,
+            "waiting room \"{}\" keeps what was set at run time: {}",
+            self.name,
+            kept.join(", ")
+        );
+    }
+
     pub fn snapshot(&self) -> Result<Snapshot, Unusable> {
         self.with_tables(|rm| rm.snapshot())
     }
@@ -463,6 +550,20 @@ impl Room {
     }
 }
 
+/// One setting's value as the configuration and the control location write it.
+pub fn setting_text(s: &control::Settings, name: &str) -> String {
+    match name {
+        "max_active" => s.max_active.to_string(),
+        "mode" => s.mode().name().to_owned(),
+        "model" => s.model().name().to_owned(),
+        "rate" if s.rate_per_minute == 0 => "off".to_owned(),
+        "rate" => control::rate_text(s.rate_per_minute),
+        "start" => control::time_text(s.start),
+        "end" => control::time_text(s.end),
+        _ => String::new(),
+    }
+}
+
 const DEFAULT_TIMING: Timing = Timing {
     session_ms: 300_000,
     idle_ms: 90_000,
@@ -488,6 +589,26 @@ fn decide_locked(
     if rm.standby() {
         return decide_standing_by(rm, token, now_ms, join, t);
     }
+    let outcome = decide_open(rm, token, now_ms, join, client, t)?;
+    // The room is off: whoever would wait goes through (keeping any place they hold).
+    Some(match outcome {
+        Outcome::Queued { .. } | Outcome::Arrived { .. } | Outcome::Full { .. }
+            if rm.mode() == Mode::Pass =>
+        {
+            Outcome::Off
+        }
+        o => o,
+    })
+}
+
+fn decide_open(
+    rm: &mut Tables,
+    token: Option<Token>,
+    now_ms: u64,
+    join: bool,
+    client: Client,
+    t: &Timing,
+) -> Option<Outcome> {
     match token {
         Some(Token { kind: Kind::Session, number, id, .. })
             if number <= u64::from(u32::MAX)
@@ -497,17 +618,14 @@ fn decide_locked(
             return Some(Outcome::Passed);
         }
         Some(Token { kind: Kind::Ticket, number, visitor, .. }) => {
-            match rm.poll(TicketRef { number, visitor }, now_ms, t) {
+            let ticket = TicketRef { number, visitor };
+            match rm.poll(ticket, now_ms, t) {
                 Poll::Admitted(session, waited_ms) => {
                     return Some(Outcome::Admitted { session, waited: Some(waited_ms / 1000) });
                 }
                 Poll::Waiting { position } => {
-                    return Some(Outcome::Queued {
-                        position,
-                        queue_length: rm.queue_length(),
-                        eta: rm.eta_seconds(position),
-                        new_ticket: None,
-                    });
+                    let place = place(rm, Some(ticket), position);
+                    return Some(Outcome::Queued { place, new_ticket: None });
                 }
                 Poll::Lost => {}
             }
@@ -519,16 +637,13 @@ fn decide_locked(
                     return Some(Outcome::Admitted { session, waited: Some(waited_ms / 1000) });
                 }
                 Confirm::Ticket(ticket, Poll::Waiting { position }) => {
-                    return Some(Outcome::Queued {
-                        position,
-                        queue_length: rm.queue_length(),
-                        eta: rm.eta_seconds(position),
-                        new_ticket: Some(ticket),
-                    });
+                    let place = place(rm, Some(ticket), position);
+                    return Some(Outcome::Queued { place, new_ticket: Some(ticket) });
                 }
                 Confirm::Full => return Some(Outcome::Full { queue_length: rm.queue_length() }),
                 Confirm::Limited => return Some(Outcome::Limited),
                 Confirm::Held => return Some(Outcome::Held { queue_length: rm.queue_length() }),
+                Confirm::Closed => return Some(Outcome::Closed { over: false }),
                 Confirm::Ticket(_, Poll::Lost) | Confirm::Stale => {}
             }
         }
@@ -539,16 +654,40 @@ fn decide_locked(
     }
     Some(match rm.enter(now_ms, t, client) {
         Entry::Admitted(session) => Outcome::Admitted { session, waited: None },
-        Entry::Arrived { arrival, position } => Outcome::Arrived {
-            arrival,
-            position,
-            queue_length: rm.queue_length(),
-            eta: rm.eta_seconds(position),
-        },
+        Entry::Arrived { arrival, position } => {
+            Outcome::Arrived { arrival, place: place(rm, None, position) }
+        }
         Entry::Full => Outcome::Full { queue_length: rm.queue_length() },
         Entry::Limited => Outcome::Limited,
         Entry::Held => Outcome::Held { queue_length: rm.queue_length() },
+        Entry::Closed => Outcome::Closed { over: false },
+        Entry::Over => Outcome::Closed { over: true },
+        Entry::Passed => Outcome::Off,
     })
+}
+
+/// Where the holder of `ticket` (or a newcomer, at the back) stands at `position`.
+fn place(rm: &Tables, ticket: Option<TicketRef>, position: u64) -> Place {
+    let draw = match ticket {
+        Some(t) => rm.draw_among(t),
+        None if rm.newcomers_drawn() => position.saturating_sub(rm.front_length()),
+        None => 0,
+    };
+    let starts_in = match rm.phase() {
+        Phase::Before => Some(rm.settings().start.saturating_sub(rm.wall_clock())),
+        _ => None,
+    };
+    let later = |eta: Option<u64>| eta.map(|e| e + starts_in.unwrap_or(0));
+    // Drawn at random: on average half the draw goes first, at most all of it.
+    let expected = if draw > 0 { position - draw + draw.div_ceil(2) } else { position };
+    Place {
+        position,
+        queue_length: rm.queue_length(),
+        eta: later(rm.eta_seconds(expected)),
+        eta_max: if draw > 0 { later(rm.eta_seconds(position)) } else { None },
+        draw,
+        starts_in,
+    }
 }
 
 /// What a room standing by (for the nginx that still runs it, during a binary upgrade) says:
@@ -576,11 +715,10 @@ fn decide_standing_by(
         }
         Some(Token { kind: Kind::Session, .. }) => join.then_some(Outcome::Held { queue_length }),
         Some(Token { kind: Kind::Ticket, number, visitor, .. }) => {
-            match rm.position(TicketRef { number, visitor }) {
+            let ticket = TicketRef { number, visitor };
+            match rm.position(ticket) {
                 Some(position) => Some(Outcome::Queued {
-                    position,
-                    queue_length,
-                    eta: rm.eta_seconds(position),
+                    place: place(rm, Some(ticket), position),
                     new_ticket: None,
                 }),
                 None => Some(Outcome::Held { queue_length }),
@@ -603,6 +741,11 @@ fn take_image(tables: &mut Tables, saved: &persist::Saved) -> Result<Imported, I
     let imported = tables.import(&saved.image, shift)?;
     tables.carried_over();
     Ok(imported)
+}
+
+/// Wall-clock seconds, for the event's times.
+fn wall_s() -> u64 {
+    wall_ms() / 1000
 }
 
 /// Wall-clock milliseconds, for the state file's dates.
@@ -951,7 +1094,7 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_
         // room (alive as long as the configuration), mapped and starting with the slab pool.
         let (shm_zone, room) = unsafe { (&mut *shm_zone, &mut *((*shm_zone).data as *mut Room)) };
         let reused = !old.is_null() || shm_zone.shm.exists != 0;
-        let max_active = room.settings.map_or(1, |s| s.max_active);
+        let max_active = room.settings.map_or(1, |s| s.steer.max_active);
         let log = shm_zone.shm.log;
         // SAFETY: a plain integer nginx sets before reading the configuration.
         let testing = unsafe { nginx_sys::ngx_test_config } != 0;

@@ -94,6 +94,7 @@ impl MainConf {
 pub enum Endpoint {
     Api,
     Status,
+    Control,
 }
 
 /// nginx's `NGX_CONF_UNSET_PTR`: a pointer setting not given (yet).
@@ -132,6 +133,10 @@ pub struct LocConf {
     pub crawler: *mut ngx_array_t,
     /// The status of a short refusal (not a page load, a crawler); 0 while unset.
     pub refuse_status: usize,
+    /// The status of the "closed" and "event over" pages; 0 while unset.
+    pub closed_status: usize,
+    /// The bearer token a `waiting_room_control` location asks for, if any.
+    pub control_token: Option<Vec<u8>>,
     /// For `waiting_room_api` and `waiting_room_status` locations.
     pub endpoint: Option<Endpoint>,
     pub(super) endpoint_room: *mut Room,
@@ -152,6 +157,8 @@ impl Default for LocConf {
             crawlers: None,
             crawler: UNSET_PTR,
             refuse_status: 0,
+            closed_status: 0,
+            control_token: None,
             endpoint: None,
             endpoint_room: ptr::null_mut(),
             core: ptr::null_mut(),
@@ -223,6 +230,9 @@ impl Merge for LocConf {
         }
         if self.refuse_status == 0 {
             self.refuse_status = if prev.refuse_status == 0 { 503 } else { prev.refuse_status };
+        }
+        if self.closed_status == 0 {
+            self.closed_status = if prev.closed_status == 0 { 503 } else { prev.closed_status };
         }
         Ok(())
     }

@@ -8,14 +8,16 @@
 //! waiting_room_crawlers refuse | pass;                               # http, server, location
 //! waiting_room_crawler STRING ...;                                   # http, server, location
 //! waiting_room_refuse_status 403 | 429 | 503;                        # http, server, location
+//! waiting_room_closed_status 200 | 403 | 404 | 410 | 503;            # http, server, location
 //! waiting_room_api NAME;                                             # location
 //! waiting_room_status NAME;                                          # location
+//! waiting_room_control NAME [token=FILE];                            # location
 //! ```
 
 use core::ffi::{c_char, c_void};
 use core::fmt;
 
-use nginx_sys::{ngx_command_t, ngx_conf_t};
+use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_str_t};
 use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule};
 
 use super::common::{
@@ -43,6 +45,8 @@ pub enum LocationError {
     },
     PageFile(FileProblem),
     PageNotText(String),
+    /// A `token=` file without a usable token.
+    BadToken(String),
     /// Out of memory, or outside an http block.
     Internal,
 }
@@ -66,6 +70,11 @@ impl fmt::Display for LocationError {
             LocationError::PageNotText(path) => {
                 write!(f, "waiting_room_page \"{path}\" is not UTF-8 text")
             }
+            LocationError::BadToken(path) => write!(
+                f,
+                "token file \"{path}\" must start with a token of at least {TOKEN_MIN} visible \
+                 characters"
+            ),
             LocationError::Internal => f.write_str("internal error in the waiting room module"),
         }
     }
@@ -182,11 +191,23 @@ fn set_endpoint(cf: *mut ngx_conf_t, conf: *mut c_void, endpoint: Endpoint) -> *
             return Err(LocationError::Duplicate(match endpoint {
                 Endpoint::Api => "waiting_room_api",
                 Endpoint::Status => "waiting_room_status",
+                Endpoint::Control => "waiting_room_control",
             }));
         }
-        let name = text(&args(cf)[1]);
+        let words = args(cf);
+        let name = text(&words[1]);
         if !valid_room_name(&name) {
             return Err(LocationError::InvalidName(name));
+        }
+        if let Some(param) = words.get(2) {
+            let p = text(param);
+            match p.strip_prefix("token=") {
+                Some(file) if endpoint == Endpoint::Control && !file.is_empty() => {
+                    let file = ngx_str_t { len: file.len(), data: param.data.wrapping_add(6) };
+                    lcf.control_token = Some(read_token(cf, &file)?);
+                }
+                _ => return Err(LocationError::InvalidParameter(p)),
+            }
         }
         let room = find_room(cf, &name).ok_or(LocationError::Internal)?;
         // SAFETY: `cf` is inside a location block, so the core module's location configuration
@@ -222,6 +243,46 @@ pub extern "C" fn set_status(
     conf: *mut c_void,
 ) -> *mut c_char {
     set_endpoint(cf, conf, Endpoint::Status)
+}
+
+pub extern "C" fn set_control(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    set_endpoint(cf, conf, Endpoint::Control)
+}
+
+/// The shortest bearer token accepted, in bytes: one that cannot be guessed.
+const TOKEN_MIN: usize = 16;
+
+/// The bearer token in file `name`: its first line, without surrounding white space.
+fn read_token(cf: *mut ngx_conf_t, name: &ngx_str_t) -> Result<Vec<u8>, LocationError> {
+    let (path, bytes) =
+        read_conf_file(cf, "waiting_room_control", name, 4096).map_err(LocationError::PageFile)?;
+    let line = bytes.split(|&b| b == b'\n').next().unwrap_or_default();
+    let token = line.trim_ascii();
+    let visible = token.iter().all(|b| b.is_ascii_graphic());
+    if token.len() < TOKEN_MIN || !visible {
+        return Err(LocationError::BadToken(path));
+    }
+    Ok(token.to_vec())
+}
+
+pub extern "C" fn set_closed_status(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let (allowed, words) = (&[200, 403, 404, 410, 503], "200, 403, 404, 410 or 503");
+    set_status_code(
+        cf,
+        conf,
+        "waiting_room_closed_status",
+        |l| &mut l.closed_status,
+        allowed,
+        words,
+    )
 }
 
 /// A directive whose one argument is one of `choices`, written into the field `field` picks.

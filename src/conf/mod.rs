@@ -62,7 +62,7 @@ const fn command_at(
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-pub static mut COMMANDS: [ngx_command_t; 12] = [
+pub static mut COMMANDS: [ngx_command_t; 14] = [
     command(
         ngx_string!("waiting_room_zone"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
@@ -116,6 +116,18 @@ pub static mut COMMANDS: [ngx_command_t; 12] = [
         ngx_string!("waiting_room_refuse_status"),
         ANY_LEVEL | NGX_CONF_TAKE1,
         location::set_refuse_status,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_closed_status"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        location::set_closed_status,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_control"),
+        NGX_HTTP_LOC_CONF | NGX_CONF_TAKE12,
+        location::set_control,
         NGX_HTTP_LOC_CONF_OFFSET,
     ),
     command(

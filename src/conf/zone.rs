@@ -4,7 +4,9 @@
 //! waiting_room_zone zone=NAME:SIZE [max_active=N] [session=TIME] [idle=TIME]
 //!                   [queue_timeout=TIME] [claim_window=TIME] [heartbeat=TIME]
 //!                   [grace=TIME] [confirm=TIME] [client_limit=N]
-//!                   [client_key=STRING] [state=FILE];                            # http
+//!                   [client_key=STRING] [state=FILE]
+//!                   [model=fifo|random|lottery] [rate=RATE] [mode=MODE]
+//!                   [start=TIME] [end=TIME];                                     # http
 //! waiting_room_secret FILE;                                                      # http
 //! ```
 
@@ -22,6 +24,7 @@ use ngx::core::NGX_CONF_ERROR;
 use super::common::{
     args, find_room, handle, main_conf, read_conf_file, text, valid_room_name, FileProblem,
 };
+use crate::core::control::{self, Mode, Model};
 use crate::core::layout::{Layout, Timing};
 use crate::persist;
 use crate::service::Settings;
@@ -57,6 +60,13 @@ pub enum ZoneError {
         given: String,
         min: &'static str,
     },
+    /// An event's time that is not RFC 3339 in UTC.
+    InvalidTime {
+        key: String,
+        value: String,
+    },
+    /// `end=` not after `start=`.
+    EndBeforeStart,
     /// `client_key=` without `client_limit=`.
     KeyWithoutLimit,
     /// `client_key=` is not a valid complex value (nginx has said why).
@@ -102,6 +112,11 @@ impl fmt::Display for ZoneError {
             ZoneError::Duplicate(n) => write!(f, "duplicate zone \"{n}\""),
             ZoneError::TooShort { given, min } => write!(f, "\"{given}\" must be at least {min}"),
             ZoneError::DuplicateParameter(k) => write!(f, "duplicate \"{k}\" parameter"),
+            ZoneError::InvalidTime { key, value } => write!(
+                f,
+                "invalid {key} value \"{value}\", a time in UTC like 2026-11-27T09:00:00Z"
+            ),
+            ZoneError::EndBeforeStart => f.write_str("\"end\" must be after \"start\""),
             ZoneError::KeyWithoutLimit => {
                 f.write_str("\"client_key\" parameter requires \"client_limit\" parameter")
             }
@@ -165,6 +180,7 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
     let mut zone: Option<(String, usize)> = None;
     let mut state: Option<String> = None;
     let mut max_active: u32 = 200;
+    let mut steer = control::Settings::default();
     let mut client_limit: u32 = 0;
     let mut client_key_given = false;
     let mut timing = Timing {
@@ -241,6 +257,43 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
                     })
                 }
             },
+            "model" => match Model::parse(value.as_bytes()) {
+                Some(m) => steer.set_model(m),
+                None => {
+                    return Err(ZoneError::InvalidValue {
+                        key: key.to_owned(),
+                        value: value.to_owned(),
+                    })
+                }
+            },
+            "mode" => match Mode::parse(value.as_bytes()) {
+                Some(m) => steer.set_mode(m),
+                None => {
+                    return Err(ZoneError::InvalidValue {
+                        key: key.to_owned(),
+                        value: value.to_owned(),
+                    })
+                }
+            },
+            "rate" => match control::parse_rate(value.as_bytes()) {
+                Some(r) => steer.rate_per_minute = r,
+                None => {
+                    return Err(ZoneError::InvalidValue {
+                        key: key.to_owned(),
+                        value: value.to_owned(),
+                    })
+                }
+            },
+            "start" | "end" => match control::parse_time(value.as_bytes()) {
+                Some(t) if key == "start" => steer.start = t,
+                Some(t) => steer.end = t,
+                None => {
+                    return Err(ZoneError::InvalidTime {
+                        key: key.to_owned(),
+                        value: value.to_owned(),
+                    })
+                }
+            },
             "client_key" if !value.is_empty() => client_key_given = true,
             "client_key" => {
                 return Err(ZoneError::InvalidValue { key: key.to_owned(), value: String::new() })
@@ -298,11 +351,15 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
     if timing.grace_ms >= timing.idle_ms {
         return order(&grace, "be shorter than", &idle);
     }
+    if steer.start != 0 && steer.end != 0 && steer.end <= steer.start {
+        return Err(ZoneError::EndBeforeStart);
+    }
     if Layout::new(usable_bytes(size), max_active).is_none() {
         let need_k = (Layout::min_region_len(max_active) + 16 * 4096) / 1024 + 1;
         return Err(ZoneError::TooSmallFor { name, max_active, need_k });
     }
-    Ok((name, Settings { size, max_active, timing, heartbeat_ms, client_limit }, state))
+    steer.max_active = max_active;
+    Ok((name, Settings { size, steer, timing, heartbeat_ms, client_limit }, state))
 }
 
 /// The state file's full path (a relative one is taken from nginx's prefix, as nginx takes

@@ -46,6 +46,31 @@ pub fn find_kth(tree: &[u32], mut k: u64) -> Option<usize> {
     (pos < n).then_some(pos)
 }
 
+/// The ring slot holding the `k`-th (1-based) element counted by `a` and not by `b`, where every
+/// element `b` counts `a` counts too (`b` a subset of `a`, over the same slots).
+pub fn find_kth_diff(a: &[u32], b: &[u32], mut k: u64) -> Option<usize> {
+    let n = a.len().min(b.len()).saturating_sub(1);
+    if k == 0 || n == 0 {
+        return None;
+    }
+    let mut pos = 0usize;
+    let mut step = 1usize << (usize::BITS - 1 - n.leading_zeros());
+    while step > 0 {
+        let next = pos + step;
+        if next <= n {
+            // Node `next` covers the same slots in both trees: the difference is the count of
+            // the elements of `a` not in `b` there.
+            let here = u64::from(a[next].wrapping_sub(b[next]));
+            if here < k {
+                pos = next;
+                k -= here;
+            }
+        }
+        step >>= 1;
+    }
+    (pos < n).then_some(pos)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +100,29 @@ mod tests {
                 prop_assert_eq!(find_kth(&tree, k as u64 + 1), Some(slot));
             }
             prop_assert_eq!(find_kth(&tree, ones.len() as u64 + 1), None);
+        }
+
+        #[test]
+        fn the_difference_of_two_trees(n in 1usize..200, ops in proptest::collection::vec((0usize..200, 0u8..3), 0..400)) {
+            // Each slot is empty (0), in `a` only (1), or in both (2).
+            let (mut a, mut b) = (vec![0u32; n + 1], vec![0u32; n + 1]);
+            let mut plain = vec![0u8; n];
+            for (i, want) in ops {
+                let i = i % n;
+                let was = plain[i];
+                if (was > 0) != (want > 0) {
+                    add(&mut a, i, if want > 0 { 1 } else { -1 });
+                }
+                if (was == 2) != (want == 2) {
+                    add(&mut b, i, if want == 2 { 1 } else { -1 });
+                }
+                plain[i] = want;
+            }
+            let only_a: Vec<usize> = (0..n).filter(|&i| plain[i] == 1).collect();
+            for (k, &slot) in only_a.iter().enumerate() {
+                prop_assert_eq!(find_kth_diff(&a, &b, k as u64 + 1), Some(slot));
+            }
+            prop_assert_eq!(find_kth_diff(&a, &b, only_a.len() as u64 + 1), None);
         }
     }
 }

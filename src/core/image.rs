@@ -17,6 +17,7 @@
 use core::mem::size_of;
 use core::sync::atomic::Ordering::Relaxed;
 
+use super::control::Control;
 use super::fenwick;
 use super::layout::{
     People, TicketSlot, CALLED, FREE, KEY_MAX, LAPSED, RECALLED, RETURNED, UNCONFIRMED, WAITING,
@@ -26,7 +27,7 @@ use super::stats::Counters;
 
 const IMAGE_MAGIC: u64 = u64::from_le_bytes(*b"ngxWRimg");
 /// Bump whenever a record of the image changes, and keep reading the older ones.
-pub const IMAGE_VERSION: u32 = 2;
+pub const IMAGE_VERSION: u32 = 3;
 
 /// What every image starts with.
 #[repr(C)]
@@ -58,11 +59,21 @@ struct ImageHeadV1 {
     stats: Counters,
 }
 
+/// The head of an image of format 2 (module 0.3), which format 3 extends.
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ImageHeadV2 {
+    v1: ImageHeadV1,
+    people: People,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy)]
 struct ImageHead {
-    v1: ImageHeadV1,
-    people: People,
+    v2: ImageHeadV2,
+    /// The settings in force and the configuration's, the lottery's draw and the counters of
+    /// run-time control; `None` in older images.
+    control: Control,
 }
 
 #[repr(C)]
@@ -101,7 +112,8 @@ const TICKET_LEN: usize = size_of::<TicketSlot>();
 fn lengths(version: u32) -> Option<(usize, usize, usize)> {
     match version {
         1 => Some((size_of::<ImageHeadV1>(), size_of::<SessionRecordV1>(), size_of::<TicketV1>())),
-        2 => Some((HEAD_LEN, SESSION_LEN, TICKET_LEN)),
+        2 => Some((size_of::<ImageHeadV2>(), SESSION_LEN, TICKET_LEN)),
+        3 => Some((HEAD_LEN, SESSION_LEN, TICKET_LEN)),
         _ => None,
     }
 }
@@ -149,24 +161,28 @@ pub struct Imported {
 trait Record: Copy {}
 impl Record for Peek {}
 impl Record for ImageHeadV1 {}
+impl Record for ImageHeadV2 {}
 impl Record for ImageHead {}
 impl Record for SessionRecordV1 {}
 impl Record for SessionRecord {}
 impl Record for TicketV1 {}
 impl Record for TicketSlot {}
 
-/// The records of an image of either format, read as format 2.
+/// The records of an image of any format, read as the current one.
 struct Reader<'i> {
     image: &'i [u8],
     version: u32,
 }
 
 impl Reader<'_> {
-    fn head(&self) -> Option<ImageHead> {
+    /// The head, and whether it carries the room's control block.
+    fn head(&self) -> Option<(ImageHead, bool)> {
+        let older = |v2| (ImageHead { v2, control: Control::default() }, false);
         match self.version {
             1 => read::<ImageHeadV1>(self.image, 0)
-                .map(|v1| ImageHead { v1, people: People::default() }),
-            _ => read(self.image, 0),
+                .map(|v1| older(ImageHeadV2 { v1, people: People::default() })),
+            2 => read::<ImageHeadV2>(self.image, 0).map(older),
+            _ => read(self.image, 0).map(|h| (h, true)),
         }
     }
 
@@ -284,7 +300,8 @@ impl Room<'_> {
             key: h.key,
             stats: h.stats,
         };
-        write(out, 0, &ImageHead { v1, people: h.people })?;
+        let head = ImageHead { v2: ImageHeadV2 { v1, people: h.people }, control: h.control };
+        write(out, 0, &head)?;
         Some(at)
     }
 
@@ -296,6 +313,7 @@ impl Room<'_> {
         }
         self.tickets.fill(TicketSlot::default());
         self.tree.fill(0);
+        self.front.fill(0);
         self.arrivals.fill(Default::default());
         self.clients.fill(0);
         let h = &mut *self.hdr;
@@ -324,9 +342,9 @@ impl Room<'_> {
 
     /// Fills this room, which must be empty (new, or [`Room::reset`]), from `image`, with
     /// every monotonic time moved by `shift_ms` (the difference between the clock the image
-    /// was taken by and this room's). The room's layout, `max_active` and settings stay; its
-    /// epoch, key, ids, sessions, line and counters become the image's. The image is checked
-    /// whole before anything changes.
+    /// was taken by and this room's). The room's layout stays; its epoch, key, ids, sessions,
+    /// line, counters and settings become the image's (an image from before settings were
+    /// kept leaves this room's). The image is checked whole before anything changes.
     pub fn import(&mut self, image: &[u8], shift_ms: i64) -> Result<Imported, ImportError> {
         self.take(image, shift_ms, false)
     }
@@ -346,8 +364,8 @@ impl Room<'_> {
         let (head_len, session_len, ticket_len) =
             lengths(peek.version).ok_or(ImportError::OtherVersion(peek.version))?;
         let r = Reader { image, version: peek.version };
-        let full = r.head().ok_or(Damaged("it is shorter than its header"))?;
-        let h = full.v1;
+        let (full, has_control) = r.head().ok_or(Damaged("it is shorter than its header"))?;
+        let h = full.v2.v1;
         let len = usize::try_from(h.sessions)
             .ok()
             .and_then(|s| s.checked_mul(session_len))
@@ -377,7 +395,7 @@ impl Room<'_> {
             }
             last_slot = Some(s.slot);
         }
-        let (mut last_number, mut front_done) = (None, false);
+        let mut last_number = None;
         for i in 0..h.tickets as usize {
             let t = ticket_at(i).ok_or(Damaged("a ticket record is cut short"))?;
             if t.number < h.head
@@ -385,12 +403,6 @@ impl Room<'_> {
                 || last_number.is_some_and(|l| t.number <= l)
                 || !(WAITING..=RECALLED).contains(&t.state)
             {
-                return Err(Damaged("its line is not in order"));
-            }
-            // The called and the lapsed lead the line.
-            if t.state == WAITING {
-                front_done = true;
-            } else if front_done {
                 return Err(Damaged("its line is not in order"));
             }
             last_number = Some(t.number);
@@ -435,6 +447,9 @@ impl Room<'_> {
             let idx = (t.number % tcap) as usize;
             self.tickets[idx] = t;
             fenwick::add(self.tree, idx, 1);
+            if t.state != WAITING {
+                fenwick::add(self.front, idx, 1);
+            }
             self.count_client_up(t.client);
         }
         let hdr = &mut *self.hdr;
@@ -454,9 +469,19 @@ impl Room<'_> {
         hdr.key = h.key;
         hdr.key_len = h.key_len;
         hdr.stats = h.stats.rebased(|t| shift(t, shift_ms));
-        hdr.people = full.people;
-        hdr.people_logged = full.people;
+        hdr.people = full.v2.people;
+        hdr.people_logged = full.v2.people;
         hdr.people_logged_at = hdr.last_sweep;
+        if has_control {
+            let mut c = full.control;
+            // The rate's allowance is counted on the old clock: start it afresh.
+            c.reset_allowance();
+            c.rng |= 1;
+            c.draw_mark = c.draw_mark.min(h.tail);
+            let live = c.live;
+            hdr.control = c;
+            self.put_settings(live);
+        }
         Ok(Imported { sessions: h.sessions as u32, tickets: h.tickets })
     }
 }
@@ -465,16 +490,16 @@ impl Room<'_> {
 #[cfg(test)]
 pub fn downgrade_to_v1(image: &[u8]) -> Vec<u8> {
     let Some(head) = read::<ImageHead>(image, 0) else { return Vec::new() };
-    let mut v1 = head.v1;
+    let mut v1 = head.v2.v1;
     v1.version = 1;
     let mut out = vec![0u8; size_of::<ImageHeadV1>()];
     write(&mut out, 0, &v1);
     let mut at = HEAD_LEN;
-    for _ in 0..head.v1.sessions {
+    for _ in 0..v1.sessions {
         out.extend_from_slice(&image[at..at + size_of::<SessionRecordV1>()]);
         at += SESSION_LEN;
     }
-    for _ in 0..head.v1.tickets {
+    for _ in 0..v1.tickets {
         out.extend_from_slice(&image[at..at + size_of::<TicketV1>()]);
         at += TICKET_LEN;
     }

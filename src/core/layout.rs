@@ -3,9 +3,12 @@
 //!
 //! ```text
 //! Header | sessions: [SessionSlot; S] | free: [u32; S] | tickets: [TicketSlot; T] | tree: [u32; T + 1]
-//!        | arrivals: [ArrivalSlot; T / 4] | clients: [u16; 2 × (T / 2 + 1)]
+//!        | front: [u32; T + 1] | arrivals: [ArrivalSlot; T / 4] | clients: [u16; 2 × (T / 2 + 1)]
 //! ```
 //!
+//! `tree` counts the live tickets and `front` those at the front of the line (called, lapsed,
+//! returned), both by ring slot, so that the k-th waiting ticket is found in O(log T) whichever
+//! model calls it (see `Room::promote`).
 //! `arrivals` remembers which first contacts have come back (see `Room::confirm`); `clients`
 //! counts the places each client holds, approximately, in two rows of hashed counters (see
 //! `Room::client_places`).
@@ -30,19 +33,20 @@
 use core::mem::{align_of, size_of};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use super::control::Control;
 use super::stats::Counters;
 
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ngxWRoom");
 /// Bump whenever the layout of any `#[repr(C)]` struct here changes.
-pub const LAYOUT_VERSION: u32 = 7;
+pub const LAYOUT_VERSION: u32 = 8;
 /// Longest random key kept in the region.
 pub const KEY_MAX: usize = 64;
 /// The smallest queue a region may hold.
 pub const MIN_TICKETS: u64 = 64;
-/// Bytes each ticket costs: its ring slot, its tree node, a quarter of an arrival slot and two
-/// halves of a client counter.
+/// Bytes each ticket costs: its ring slot, its nodes in the two trees, a quarter of an arrival
+/// slot and two halves of a client counter.
 pub const BYTES_PER_TICKET: usize =
-    size_of::<TicketSlot>() + size_of::<u32>() + size_of::<ArrivalSlot>() / 4 + 2;
+    size_of::<TicketSlot>() + 2 * size_of::<u32>() + size_of::<ArrivalSlot>() / 4 + 2;
 /// Bytes each session costs: its slot plus its place on the free stack.
 pub const BYTES_PER_SESSION: usize = size_of::<SessionSlot>() + size_of::<u32>();
 /// Room for more sessions than `max_active` asks for, so that raising it on reload keeps the
@@ -230,6 +234,7 @@ pub(super) struct Header {
     /// The `people` counters when a flood was last logged, and when (monotonic ms).
     pub people_logged: People,
     pub people_logged_at: u64,
+    pub control: Control,
 }
 
 /// What the room turned away or let lapse because it was not a person who wants in: counted
@@ -277,6 +282,7 @@ pub struct Layout {
     pub(super) free_at: usize,
     pub(super) tickets_at: usize,
     pub(super) tree_at: usize,
+    pub(super) front_at: usize,
     pub(super) arrivals_at: usize,
     pub arrival_cap: u64,
     pub(super) clients_at: usize,
@@ -296,16 +302,17 @@ impl Layout {
         let free_at =
             sessions_at.checked_add(size_of::<SessionSlot>().checked_mul(session_cap as usize)?)?;
         let tickets_at = align8(free_at.checked_add(4usize.checked_mul(session_cap as usize)?)?);
-        // T ticket slots, T + 1 tree nodes, T / 4 arrival slots and 2 × (T / 2 + 1) client
+        // T ticket slots, twice T + 1 tree nodes, T / 4 arrival slots and 2 × (T / 2 + 1) client
         // counters, each table padded to 8 bytes.
-        let rest = region_len.checked_sub(tickets_at)?.checked_sub(40)?;
+        let rest = region_len.checked_sub(tickets_at)?.checked_sub(48)?;
         let ticket_cap = (rest / BYTES_PER_TICKET) as u64;
         if ticket_cap < MIN_TICKETS || session_cap == 0 {
             return None;
         }
         let t = ticket_cap as usize;
         let tree_at = tickets_at + size_of::<TicketSlot>() * t;
-        let arrivals_at = align8(tree_at + 4 * (t + 1));
+        let front_at = align8(tree_at + 4 * (t + 1));
+        let arrivals_at = align8(front_at + 4 * (t + 1));
         let arrival_cap = (ticket_cap / 4).max(1);
         let clients_at = align8(arrivals_at + size_of::<ArrivalSlot>() * arrival_cap as usize);
         let client_width = ticket_cap / 2 + 1;
@@ -320,6 +327,7 @@ impl Layout {
             free_at,
             tickets_at,
             tree_at,
+            front_at,
             arrivals_at,
             arrival_cap,
             clients_at,
@@ -341,7 +349,7 @@ impl Layout {
     pub fn min_region_len(session_cap: u32) -> usize {
         align8(size_of::<Header>())
             + BYTES_PER_SESSION * session_cap as usize
-            + 40
+            + 48
             + BYTES_PER_TICKET * MIN_TICKETS as usize
             + 16
     }

@@ -8,6 +8,7 @@
 //! every process of a host and never stepped) for every duration, and wall-clock seconds only
 //! for the dates in tokens.
 
+pub mod control;
 pub mod cookie;
 pub mod fenwick;
 pub mod guard;

@@ -20,6 +20,7 @@ use core::mem::align_of;
 use core::ptr::NonNull;
 use core::sync::atomic::Ordering::Relaxed;
 
+use super::control::{Change, Control, Mode, Model, Phase, Settings, SettingsError};
 use super::fenwick;
 use super::layout::{
     read_layout, ArrivalSlot, AttachError, Header, Layout, People, Session, SessionSlot,
@@ -51,6 +52,12 @@ pub enum Entry {
     /// The room stands by (another nginx runs it): nobody is given a place until it takes
     /// over.
     Held,
+    /// Nobody new joins: the room's mode is `reject`.
+    Closed,
+    /// The event is over.
+    Over,
+    /// The room is off (mode `pass`) and has no free slot: the visitor passes without a place.
+    Passed,
 }
 
 /// What a waiting visitor's ticket says now.
@@ -120,6 +127,8 @@ pub enum Confirm {
     Limited,
     /// The room stands by: nobody takes a place until it takes over.
     Held,
+    /// Nobody new joins: the room's mode is `reject`.
+    Closed,
 }
 
 /// A moment's view of the room, for the status page and the estimate.
@@ -142,6 +151,28 @@ pub struct Snapshot {
     pub admitted_per_minute: Option<f64>,
     pub called_per_minute: Option<f64>,
     pub avg_wait_seconds: Option<f64>,
+    /// The settings in force, and what the configuration says.
+    pub settings: Settings,
+    pub configured: Settings,
+    pub phase: Phase,
+    /// Tickets waiting to be called at random: all those waiting under `random`, those in the
+    /// draw under `lottery`; 0 under `fifo`.
+    pub in_draw: u64,
+    /// Changes made at run time since the zone was made.
+    pub changes: u64,
+    /// Newcomers turned away because the room was closed or the event over, and requests let
+    /// through without a place while the room was off.
+    pub turned_away: u64,
+    pub passed: u64,
+}
+
+/// Which tickets a tree query counts.
+#[derive(Clone, Copy)]
+enum Set {
+    Live,
+    /// Called, lapsed, returned, recalled.
+    Front,
+    Waiting,
 }
 
 /// What one sweep did.
@@ -161,6 +192,7 @@ pub struct Room<'a> {
     pub(super) free: &'a mut [u32],
     pub(super) tickets: &'a mut [TicketSlot],
     pub(super) tree: &'a mut [u32],
+    pub(super) front: &'a mut [u32],
     pub(super) arrivals: &'a mut [ArrivalSlot],
     pub(super) clients: &'a mut [u16],
 }
@@ -176,7 +208,7 @@ impl<'a> Room<'a> {
         let s = l.session_cap as usize;
         let t = l.ticket_cap as usize;
         debug_assert!(l.clients_at + 4 * l.client_width as usize <= l.region_len);
-        // SAFETY: `Layout::new` placed the header and the four tables one after another, each
+        // SAFETY: `Layout::new` placed the header and the tables one after another, each
         // at an offset aligned for its type, all inside the region, without overlap; every
         // type here is plain `repr(C)` data valid for any bit pattern. The `&mut` ones are
         // touched by nobody else while the caller holds the lock; the session slots are shared
@@ -192,6 +224,7 @@ impl<'a> Room<'a> {
                     t,
                 ),
                 tree: core::slice::from_raw_parts_mut(base.add(l.tree_at) as *mut u32, t + 1),
+                front: core::slice::from_raw_parts_mut(base.add(l.front_at) as *mut u32, t + 1),
                 arrivals: core::slice::from_raw_parts_mut(
                     base.add(l.arrivals_at) as *mut ArrivalSlot,
                     l.arrival_cap as usize,
@@ -321,6 +354,13 @@ impl<'a> Room<'a> {
             people: People::default(),
             people_logged: People::default(),
             people_logged_at: 0,
+            control: Control {
+                live: Settings::new(max_active.min(session_cap)),
+                conf: Settings::new(max_active.min(session_cap)),
+                // Any seed but 0 will do; the epoch differs from layout to layout.
+                rng: epoch | 1,
+                ..Control::default()
+            },
         };
         for (i, f) in room.free.iter_mut().enumerate() {
             // Pop order is from the top: hand out slot 0 first.
@@ -346,18 +386,167 @@ impl<'a> Room<'a> {
     /// Sets how many sessions may be live at once (at most the session capacity). Lowering
     /// it ends no session: the room admits nobody until enough have left.
     pub fn set_max_active(&mut self, max_active: u32) {
-        self.hdr.max_active = max_active.min(self.hdr.session_cap);
+        let mut s = self.hdr.control.live;
+        s.max_active = max_active;
+        self.put_in_force(s);
     }
 
-    /// Puts the `max_active` of a configuration read at `stamp` in force, unless a newer
-    /// configuration's is. During a reload, old and new workers share the room: the new ones'
-    /// settings win, and the old ones do not put theirs back; a reload that failed started no
-    /// worker, so its settings never apply.
-    pub fn adopt_settings(&mut self, max_active: u32, stamp: u64) {
-        if stamp > self.hdr.settings_stamp {
-            self.hdr.settings_stamp = stamp;
-            self.set_max_active(max_active);
+    /// The settings in force.
+    pub fn settings(&self) -> Settings {
+        self.hdr.control.live
+    }
+
+    /// The settings of the configuration last adopted.
+    pub fn configured(&self) -> Settings {
+        self.hdr.control.conf
+    }
+
+    /// Puts the settings of a configuration read at `stamp` in force, unless a newer
+    /// configuration's are: each setting the configuration changed since the last one adopted
+    /// (a setting changed at run time and not in the configuration stays). During a reload,
+    /// old and new workers share the room: the new ones' settings win, and the old ones do not
+    /// put theirs back; a reload that failed started no worker, so its settings never apply.
+    /// Returns the settings put in force, or `None` when a newer configuration's are.
+    pub fn adopt_settings(&mut self, conf: Settings, stamp: u64) -> Option<Settings> {
+        if stamp <= self.hdr.settings_stamp {
+            return None;
         }
+        self.hdr.settings_stamp = stamp;
+        let c = self.hdr.control;
+        let mut merged = c.live.merged(&c.conf, &conf);
+        if merged.check(self.hdr.session_cap).is_err() {
+            // Run-time changes that no longer fit with the configuration give way to it.
+            merged = conf;
+        }
+        self.hdr.control.conf = conf;
+        self.put_in_force(merged);
+        Some(self.hdr.control.live)
+    }
+
+    /// Changes the settings at run time, as an operator asked: checked as a whole first, so
+    /// that a change is put in force entirely or not at all. Returns the settings before and
+    /// after.
+    pub fn change_settings(
+        &mut self,
+        change: &Change,
+        now: u64,
+        t: &Timing,
+    ) -> Result<(Settings, Settings), SettingsError> {
+        let before = self.hdr.control.live;
+        let after = change.apply(&before, &self.hdr.control.conf);
+        after.check(self.hdr.session_cap)?;
+        self.put_in_force(after);
+        self.hdr.control.changes += 1;
+        // A higher capacity or rate, or a start brought forward, lets people in now.
+        self.promote(now, t);
+        Ok((before, self.hdr.control.live))
+    }
+
+    /// Puts `s` in force as it is, capped to the session table (an image's settings).
+    pub(super) fn put_settings(&mut self, s: Settings) {
+        let c = &mut self.hdr.control;
+        c.live = s;
+        c.live.max_active = s.max_active.clamp(1, self.hdr.session_cap);
+        self.hdr.max_active = c.live.max_active;
+    }
+
+    fn put_in_force(&mut self, mut s: Settings) {
+        s.max_active = s.max_active.min(self.hdr.session_cap);
+        let c = &mut self.hdr.control;
+        let was = c.live;
+        if s.model() == Model::Lottery && (was.model() != Model::Lottery || was.start != s.start) {
+            // A lottery put in force, or moved to another start: a new draw.
+            c.drawn = 0;
+        }
+        if s.rate_per_minute != was.rate_per_minute {
+            c.reset_allowance();
+        }
+        c.live = s;
+        self.hdr.max_active = s.max_active;
+        self.make_draw();
+    }
+
+    /// Tells the room the wall-clock time (seconds), for the event's phase: the lottery's
+    /// draw is made once its start has come.
+    pub fn set_wall_clock(&mut self, wall: u64) {
+        self.hdr.control.wall = wall;
+        self.make_draw();
+    }
+
+    fn make_draw(&mut self) {
+        let c = &mut self.hdr.control;
+        if c.live.model() == Model::Lottery && c.drawn == 0 && c.live.phase(c.wall) != Phase::Before
+        {
+            c.draw_mark = self.hdr.tail;
+            c.drawn = 1;
+        }
+    }
+
+    /// Whether a newcomer's turn will be drawn at random (the model is `random`, or a lottery
+    /// not drawn yet).
+    pub fn newcomers_drawn(&self) -> bool {
+        let c = &self.hdr.control;
+        match c.live.model() {
+            Model::Fifo => false,
+            Model::Random => true,
+            Model::Lottery => c.drawn == 0,
+        }
+    }
+
+    /// Tickets at the front of the line: called and not yet come in, or lapsed.
+    pub fn front_length(&self) -> u64 {
+        self.front()
+    }
+
+    /// The wall clock as last told (seconds).
+    pub fn wall_clock(&self) -> u64 {
+        self.hdr.control.wall
+    }
+
+    /// Where the room's event stands.
+    pub fn phase(&self) -> Phase {
+        let c = &self.hdr.control;
+        c.live.phase(c.wall)
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.hdr.control.live.mode()
+    }
+
+    /// Tickets numbered below this are called at random (see [`Model`]); `None` under FIFO.
+    fn draw_limit(&self) -> Option<u64> {
+        let c = &self.hdr.control;
+        match c.live.model() {
+            Model::Fifo => None,
+            Model::Random => Some(self.hdr.tail),
+            Model::Lottery if c.drawn != 0 => Some(c.draw_mark),
+            // Not drawn yet (the start has not come): whoever is in line will be.
+            Model::Lottery => Some(self.hdr.tail),
+        }
+    }
+
+    /// Waiting tickets that will be called at random (see [`Snapshot::in_draw`]).
+    pub fn in_draw(&self) -> u64 {
+        self.draw_limit().map_or(0, |limit| self.waiting_before(limit))
+    }
+
+    /// How many waiting tickets ticket `r` is drawn among when its turn is drawn at random; 0
+    /// when it has a place in line, or is not waiting.
+    pub fn draw_among(&self, r: TicketRef) -> u64 {
+        let Some(idx) = self.find_ticket(r) else { return 0 };
+        match self.draw_limit() {
+            Some(limit) if r.number < limit && self.tickets[idx].state == WAITING => {
+                self.waiting_before(limit)
+            }
+            _ => 0,
+        }
+    }
+
+    /// Whether a visitor may be called or let in now: the mode, the event and the release
+    /// rate allow it (the rate is not counted here; see [`Control::admitted`]).
+    fn admitting(&mut self, now: u64) -> bool {
+        let c = &mut self.hdr.control;
+        c.live.mode() != Mode::Queue && c.live.phase(c.wall) != Phase::Before && c.may_admit(now)
     }
 
     /// Whether the room stands by: restored from a state file that another nginx (the old
@@ -612,33 +801,87 @@ impl<'a> Room<'a> {
         (number % self.hdr.ticket_cap) as usize
     }
 
-    /// The ring slot of the `k`-th live ticket counted from `head`.
-    fn kth_live(&self, k: u64) -> Option<usize> {
-        if k == 0 || k > self.hdr.live {
-            return None;
-        }
-        let head = self.ring(self.hdr.head);
-        let before_head = fenwick::prefix(self.tree, head);
-        let from_head = self.hdr.live - before_head;
-        if k <= from_head {
-            fenwick::find_kth(self.tree, before_head + k)
-        } else {
-            fenwick::find_kth(self.tree, k - from_head)
+    /// How many tickets of `set` are in ring slots `0..end`.
+    fn prefix(&self, set: Set, end: usize) -> u64 {
+        match set {
+            Set::Live => fenwick::prefix(self.tree, end),
+            Set::Front => fenwick::prefix(self.front, end),
+            Set::Waiting => fenwick::prefix(self.tree, end) - fenwick::prefix(self.front, end),
         }
     }
 
-    /// Live tickets with a number below `number` (which is in `head..tail`).
-    fn live_before(&self, number: u64) -> u64 {
+    fn count(&self, set: Set) -> u64 {
+        match set {
+            Set::Live => self.hdr.live,
+            Set::Front => self.front(),
+            Set::Waiting => self.waiting(),
+        }
+    }
+
+    /// The ring slot of the `k`-th ticket of `set` in number order (from `head`: the live
+    /// tickets span at most the ring once, so those before `head`'s slot come after it).
+    fn kth(&self, set: Set, k: u64) -> Option<usize> {
+        if k == 0 || k > self.count(set) {
+            return None;
+        }
+        let head = self.ring(self.hdr.head);
+        let before_head = self.prefix(set, head);
+        let from_head = self.count(set) - before_head;
+        let k = if k <= from_head { before_head + k } else { k - from_head };
+        match set {
+            Set::Live => fenwick::find_kth(self.tree, k),
+            Set::Front => fenwick::find_kth(self.front, k),
+            Set::Waiting => fenwick::find_kth_diff(self.tree, self.front, k),
+        }
+    }
+
+    /// The ring slot of the `k`-th live ticket counted from `head`.
+    fn kth_live(&self, k: u64) -> Option<usize> {
+        self.kth(Set::Live, k)
+    }
+
+    /// Tickets of `set` with a number below `number`.
+    fn before(&self, set: Set, number: u64) -> u64 {
+        if number <= self.hdr.head {
+            return 0;
+        }
+        if number >= self.hdr.tail {
+            return self.count(set);
+        }
         let head = self.ring(self.hdr.head);
         let at = self.ring(number);
-        let (p_head, p_at) = (fenwick::prefix(self.tree, head), fenwick::prefix(self.tree, at));
-        if number == self.hdr.head {
-            0
-        } else if head < at {
+        let (p_head, p_at) = (self.prefix(set, head), self.prefix(set, at));
+        if head < at {
             p_at - p_head
         } else {
-            self.hdr.live - p_head + p_at
+            self.count(set) - p_head + p_at
         }
+    }
+
+    /// Live tickets with a number below `number`.
+    fn live_before(&self, number: u64) -> u64 {
+        self.before(Set::Live, number)
+    }
+
+    /// Waiting tickets with a number below `number`.
+    fn waiting_before(&self, number: u64) -> u64 {
+        self.before(Set::Waiting, number)
+    }
+
+    /// Where the live ticket `number` stands: its place in line, or, when its turn is drawn at
+    /// random, the most who may go before it (everyone in the draw and at the front).
+    fn place(&self, idx: usize, number: u64) -> u64 {
+        match self.draw_limit() {
+            Some(limit) if number < limit && self.tickets[idx].state == WAITING => {
+                self.front() + self.waiting_before(limit)
+            }
+            _ => self.live_before(number) + 1,
+        }
+    }
+
+    /// Ticket `idx` leaves the front of the line (`by` −1) or comes to it (+1).
+    fn to_front(&mut self, idx: usize, by: i32) {
+        fenwick::add(self.front, idx, by);
     }
 
     fn drop_ticket(&mut self, idx: usize) {
@@ -650,6 +893,9 @@ impl<'a> Room<'a> {
         slot.state = FREE;
         let client = slot.client;
         fenwick::add(self.tree, idx, -1);
+        if was != WAITING {
+            self.to_front(idx, -1);
+        }
         self.hdr.live -= 1;
         self.count_client(client, false);
         match was {
@@ -677,15 +923,16 @@ impl<'a> Room<'a> {
         };
     }
 
-    /// Calls tickets while slots are free: a returned latecomer first, then the waiting, in
-    /// order. A waiting ticket found to have timed out is dropped instead; past a small budget
-    /// that is left to the sweep.
+    /// Calls tickets while slots are free and the mode, the event and the release rate allow:
+    /// a returned latecomer first, then one of those waiting as the model says (the first in
+    /// line, or one drawn at random). A waiting ticket found to have timed out is dropped
+    /// instead; past a small budget that is left to the sweep.
     fn promote(&mut self, now: u64, t: &Timing) {
         if self.hdr.standby != 0 {
             return;
         }
         let mut budget = LAZY_BUDGET;
-        while self.free_slots() > 0 && budget > 0 {
+        while self.free_slots() > 0 && budget > 0 && self.admitting(now) {
             budget -= 1;
             if self.hdr.returned > 0 {
                 if let Some(idx) = self.first_returned() {
@@ -696,13 +943,20 @@ impl<'a> Room<'a> {
                     self.hdr.lapsed -= 1;
                     self.hdr.called += 1;
                     self.hdr.stats.called();
+                    self.hdr.control.admitted(now);
                     continue;
                 }
             }
             if self.waiting() == 0 {
                 break;
             }
-            let Some(idx) = self.kth_live(self.front() + 1) else { break };
+            // FIFO: the first waiting. Drawn: any of the first `n` waiting (those in the draw),
+            // each as likely.
+            let k = match self.draw_limit().map(|limit| self.waiting_before(limit)) {
+                Some(n) if n > 0 => 1 + self.hdr.control.below(n),
+                _ => 1,
+            };
+            let Some(idx) = self.kth(Set::Waiting, k) else { break };
             let slot = &mut self.tickets[idx];
             if now.saturating_sub(slot.stamp) > t.queue_timeout_ms {
                 self.drop_ticket(idx);
@@ -711,8 +965,10 @@ impl<'a> Room<'a> {
             }
             slot.state = CALLED;
             slot.stamp = now;
+            self.to_front(idx, 1);
             self.hdr.called += 1;
             self.hdr.stats.called();
+            self.hdr.control.admitted(now);
         }
     }
 
@@ -720,7 +976,7 @@ impl<'a> Room<'a> {
     /// and the lapsed), by rank, so that dropped tickets' empty slots cost nothing.
     fn first_returned(&self) -> Option<usize> {
         (1..=self.front())
-            .filter_map(|k| self.kth_live(k))
+            .filter_map(|k| self.kth(Set::Front, k))
             .find(|&idx| self.tickets.get(idx).is_some_and(|s| s.state == RETURNED))
     }
 
@@ -733,15 +989,25 @@ impl<'a> Room<'a> {
         if self.hdr.standby != 0 {
             return Entry::Held;
         }
+        let mode = self.mode();
+        if self.phase() == Phase::Over || mode == Mode::Reject {
+            self.hdr.control.turned_away += 1;
+            return if mode == Mode::Reject { Entry::Closed } else { Entry::Over };
+        }
         self.promote(now, t);
-        if self.waiting() == 0 && self.free_slots() > 0 {
+        if self.waiting() == 0 && self.free_slots() > 0 && self.admitting(now) {
             if !self.within_limit(client) {
                 self.hdr.people.refused_client_limit += 1;
                 return Entry::Limited;
             }
             if let Some(s) = self.open_session(now, client.counted(), false) {
+                self.hdr.control.admitted(now);
                 return Entry::Admitted(s);
             }
+        }
+        if mode == Mode::Pass {
+            self.hdr.control.passed += 1;
+            return Entry::Passed;
         }
         if !self.has_room_in_line() {
             self.hdr.stats.totals.rejected_full += 1;
@@ -783,6 +1049,10 @@ impl<'a> Room<'a> {
                 Poll::Lost => Confirm::Stale,
                 p => Confirm::Ticket(ticket, p),
             };
+        }
+        if self.mode() == Mode::Reject {
+            self.hdr.control.turned_away += 1;
+            return Confirm::Closed;
         }
         if !self.within_limit(client) {
             self.hdr.people.refused_client_limit += 1;
@@ -844,7 +1114,7 @@ impl<'a> Room<'a> {
         let Some(idx) = self.find_ticket(r) else { return Poll::Lost };
         if self.hdr.standby != 0 {
             // The running room decides; this copy only tells the place it last knew.
-            return Poll::Waiting { position: self.live_before(r.number) + 1 };
+            return Poll::Waiting { position: self.place(idx, r.number) };
         }
         let s = self.tickets[idx];
         let late = now.saturating_sub(s.stamp) > t.claim_window_ms;
@@ -866,9 +1136,11 @@ impl<'a> Room<'a> {
                 self.tickets[idx].stamp = now;
                 self.promote(now, t);
             }
-            // A free slot, and nobody returned ahead to give it to first.
-            LAPSED if self.free_slots() > 0 && self.hdr.returned == 0 => {
-                return self.admit_from_line(idx, s.joined, now)
+            // A free slot, nobody returned ahead to give it to first, and the mode and the rate
+            // let someone in.
+            LAPSED if self.free_slots() > 0 && self.hdr.returned == 0 && self.admitting(now) => {
+                self.hdr.control.admitted(now);
+                return self.admit_from_line(idx, s.joined, now);
             }
             LAPSED => {
                 let slot = &mut self.tickets[idx];
@@ -885,7 +1157,7 @@ impl<'a> Room<'a> {
         if (state == CALLED || state == RECALLED) && self.hdr.free_top > 0 {
             return self.admit_from_line(idx, s.joined, now);
         }
-        Poll::Waiting { position: self.live_before(r.number) + 1 }
+        Poll::Waiting { position: self.place(idx, r.number) }
     }
 
     /// The ticket at `idx` becomes a session (its slot was reserved, or is free).
@@ -923,9 +1195,9 @@ impl<'a> Room<'a> {
         true
     }
 
-    /// The position of a live ticket, without touching it.
+    /// The position of a live ticket, without touching it (see [`Poll::Waiting`]).
     pub fn position(&self, r: TicketRef) -> Option<u64> {
-        self.find_ticket(r).map(|_| self.live_before(r.number) + 1)
+        self.find_ticket(r).map(|idx| self.place(idx, r.number))
     }
 
     // ---- the sweep ----
@@ -958,11 +1230,11 @@ impl<'a> Room<'a> {
         // The front of the line: a called ticket not claimed in time lapses (its slot goes to
         // the next), once; a lapsed or recalled one late again, or a returned one not seen
         // for `queue_timeout`, is dropped.
-        // By rank among the live tickets, so that dropped tickets' empty slots cost nothing.
+        // By rank among the front tickets, so that dropped tickets' empty slots cost nothing.
         let (mut k, mut looked) = (1, 0);
         while looked < budget && k <= self.front() {
             looked += 1;
-            let Some(idx) = self.kth_live(k) else { break };
+            let Some(idx) = self.kth(Set::Front, k) else { break };
             let s = self.tickets[idx];
             let age = now.saturating_sub(s.stamp);
             match s.state {
@@ -1047,12 +1319,27 @@ impl<'a> Room<'a> {
             admitted_per_minute: st.admitted_per_minute(),
             called_per_minute: st.called_per_minute(),
             avg_wait_seconds: st.avg_wait_seconds(),
+            settings: h.control.live,
+            configured: h.control.conf,
+            phase: self.phase(),
+            in_draw: self.in_draw(),
+            changes: h.control.changes,
+            turned_away: h.control.turned_away,
+            passed: h.control.passed,
         }
     }
 
     /// Checks every invariant by brute force; for tests.
     #[cfg(test)]
     pub fn check_invariants(&self) {
+        self.check_tables();
+        let h = &self.hdr;
+        assert!(h.active + h.called <= h.max_active, "capacity exceeded");
+    }
+
+    /// Checks that the tables agree with the counts, by brute force; for tests.
+    #[cfg(test)]
+    pub fn check_tables(&self) {
         let h = &self.hdr;
         let live: Vec<&TicketSlot> = {
             let mut v: Vec<&TicketSlot> = self.tickets.iter().filter(|s| s.state != FREE).collect();
@@ -1067,17 +1354,23 @@ impl<'a> Room<'a> {
         assert_eq!(lapsed as u32, h.lapsed);
         let returned = live.iter().filter(|s| s.state == RETURNED).count();
         assert_eq!(returned as u32, h.returned);
-        assert!(
-            live.iter().take(called + lapsed).all(|s| s.state != WAITING),
-            "the called and the lapsed lead the queue"
-        );
+        for (i, s) in self.tickets.iter().enumerate() {
+            let front = s.state != FREE && s.state != WAITING;
+            let bit = fenwick::prefix(self.front, i + 1) - fenwick::prefix(self.front, i);
+            assert_eq!(bit, u64::from(front), "the front tree marks the front tickets");
+        }
+        if h.control.live.model() == Model::Fifo && h.control.changes == 0 {
+            assert!(
+                live.iter().take(called + lapsed).all(|s| s.state != WAITING),
+                "the called and the lapsed lead the queue"
+            );
+        }
         for s in &live {
             assert!(s.number >= h.head && s.number < h.tail);
         }
         let active = self.sessions.iter().filter(|s| s.get().id != 0).count() as u32;
         assert_eq!(active, h.active);
         assert_eq!(h.free_top + active, h.session_cap);
-        assert!(h.active + h.called <= h.max_active, "capacity exceeded");
         // The client counters hold exactly the places counted under each tag.
         let mut want = vec![0u16; self.clients.len()];
         let tags = live.iter().map(|s| s.client).chain(

@@ -29,7 +29,7 @@ use crate::http::cookies;
 use crate::http::verdict::{self, Verdict};
 use crate::http::{self, Now};
 use crate::pages::{self, QueueView};
-use crate::service::{Decision, Outcome, Room, Visit};
+use crate::service::{Decision, Outcome, Place, Room, Visit};
 
 /// How soon a newcomer held while the room stands by asks again.
 const HELD_REFRESH_SECONDS: u64 = 3;
@@ -42,6 +42,8 @@ const ARRIVAL_REFRESH_SECONDS: u64 = 2;
 
 /// `Retry-After` of a short refusal.
 const REFUSE_RETRY_SECONDS: u64 = 10;
+/// `Retry-After` of the "closed" and "event over" pages.
+const CLOSED_RETRY_SECONDS: u64 = 300;
 
 pub fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
     // SAFETY: called from postconfiguration with the http block's `cf`.
@@ -174,6 +176,9 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 position,
                 queue_length,
                 eta_seconds: None,
+                eta_max_seconds: None,
+                draw: 0,
+                starts_in: None,
                 refresh_seconds: HELD_REFRESH_SECONDS,
                 api: lcf.api(),
                 arrival: false,
@@ -183,31 +188,24 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
         }
         // A first contact: the back of the line, no place until the browser comes back with
         // the cookie (the page asks at once).
-        Outcome::Arrived { arrival, position, queue_length, eta } => {
+        Outcome::Arrived { arrival, place } => {
             let Some(value) = room.arrival_cookie(arrival, epoch, now.wall_s) else {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
             };
             cookies::set_cookie(r, &room.cookie, &value);
             let v = Verdict {
                 status: Some("ARRIVED"),
-                position: Some(position),
-                wait: eta,
+                position: Some(place.position),
+                wait: place.eta,
                 ..Verdict::default()
             };
             verdict::set(r, v);
-            let view = QueueView {
-                room: &room.name,
-                position,
-                queue_length,
-                eta_seconds: eta,
-                refresh_seconds: ARRIVAL_REFRESH_SECONDS,
-                api: lcf.api(),
-                arrival: true,
-            };
+            let view = view(room, lcf, &place, ARRIVAL_REFRESH_SECONDS, true);
             let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
             respond(r, lcf.queue_status, ARRIVAL_REFRESH_SECONDS, body.as_bytes())
         }
-        Outcome::Queued { position, queue_length, eta, new_ticket } => {
+        Outcome::Queued { place, new_ticket } => {
+            let position = place.position;
             if let Some(t) = new_ticket {
                 let Some(value) = room.ticket_cookie(t, epoch, now.wall_s) else {
                     return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
@@ -222,29 +220,58 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
             let v = Verdict {
                 status: Some("QUEUED"),
                 position: Some(position),
-                wait: eta,
+                wait: place.eta,
                 ..Verdict::default()
             };
             verdict::set(r, v);
-            let refresh = pages::refresh_seconds(position, eta, room.timing().claim_window_ms);
-            let view = QueueView {
-                room: &room.name,
-                position,
-                queue_length,
-                eta_seconds: eta,
-                refresh_seconds: refresh,
-                api: lcf.api(),
-                arrival: false,
-            };
+            let refresh =
+                pages::refresh_seconds(position, place.eta, room.timing().claim_window_ms);
+            let view = view(room, lcf, &place, refresh, false);
             let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
             respond(r, lcf.queue_status, refresh, body.as_bytes())
         }
         Outcome::Limited => refuse(r, NGX_HTTP_TOO_MANY_REQUESTS as usize, "LIMITED", None),
+        // The room is off (mode `pass`): through, counted, without a place.
+        Outcome::Off => {
+            verdict::set(r, Verdict { status: Some("OFF"), ..Verdict::default() });
+            declined
+        }
+        Outcome::Closed { over } => {
+            let (status, page) =
+                if over { ("OVER", pages::OVER_PAGE) } else { ("CLOSED", pages::CLOSED_PAGE) };
+            if !join {
+                return refuse(r, lcf.closed_status, status, None);
+            }
+            verdict::set(r, Verdict { status: Some(status), ..Verdict::default() });
+            respond(r, lcf.closed_status, CLOSED_RETRY_SECONDS, page.as_bytes())
+        }
         Outcome::Full { queue_length } => {
             full(r, room, queue_length, now);
             verdict::set(r, Verdict { status: Some("REJECTED"), ..Verdict::default() });
             respond(r, NGX_HTTP_SERVICE_UNAVAILABLE as usize, 60, pages::FULL_PAGE.as_bytes())
         }
+    }
+}
+
+/// The queue page's view of a visitor at `place`.
+fn view<'a>(
+    room: &'a Room,
+    lcf: &'a LocConf,
+    place: &Place,
+    refresh_seconds: u64,
+    arrival: bool,
+) -> QueueView<'a> {
+    QueueView {
+        room: &room.name,
+        position: place.position,
+        queue_length: place.queue_length,
+        eta_seconds: place.eta,
+        eta_max_seconds: place.eta_max,
+        draw: place.draw,
+        starts_in: place.starts_in,
+        refresh_seconds,
+        api: lcf.api(),
+        arrival,
     }
 }
 
@@ -269,6 +296,8 @@ fn refuse(
     let body: &[u8] = match what {
         "LIMITED" => b"Too many places in the waiting room from this client already.\n",
         "QUEUED" => b"You are in line: the site answers this when it is your turn.\n",
+        "CLOSED" => b"The site is not letting anyone new in at the moment.\n",
+        "OVER" => b"The event is over.\n",
         _ => b"The site is busy. Open the page in a browser to wait in line.\n",
     };
     // SAFETY: a live main request; the body is not wanted, whatever the method.

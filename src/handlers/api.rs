@@ -13,7 +13,7 @@ use crate::conf::Endpoint;
 use crate::core::token::{Kind, Token};
 use crate::http::{self, cookies, Now};
 use crate::pages;
-use crate::service::{Decision, Leaving, Outcome, Room, Visit};
+use crate::service::{Decision, Leaving, Outcome, Place, Room, Visit};
 
 /// The largest request body the API takes (beacons send none or a few bytes).
 const BODY_MAX: i64 = 4096;
@@ -117,24 +117,14 @@ fn position(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now: 
         "refresh_seconds": pages::refresh_seconds(1, None, claim),
     });
     match outcome {
-        Some(Outcome::Queued { position, queue_length, eta, new_ticket }) => {
+        Some(Outcome::Queued { place, new_ticket }) => {
             if let Some(t) = new_ticket {
                 let Some(v) = room.ticket_cookie(t, epoch, now.wall_s) else {
                     return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
                 };
                 cookies::set_cookie(r, &room.cookie, &v);
             }
-            http::send_json(
-                r,
-                200,
-                &json!({
-                    "state": "queued",
-                    "position": position,
-                    "queue_length": queue_length,
-                    "eta_seconds": eta,
-                    "refresh_seconds": pages::refresh_seconds(position, eta, claim),
-                }),
-            )
+            http::send_json(r, 200, &queued(&place, claim))
         }
         Some(Outcome::Admitted { session, .. }) => {
             let Some(v) = room.session_cookie(session, epoch, now.wall_s) else {
@@ -144,6 +134,29 @@ fn position(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now: 
             http::send_json(r, 200, &admitted)
         }
         Some(Outcome::Passed) => http::send_json(r, 200, &admitted),
+        // The room is off: the page loads the site.
+        Some(Outcome::Off) => http::send_json(
+            r,
+            200,
+            &json!({
+                "state": "open",
+                "position": null,
+                "queue_length": queue_length,
+                "eta_seconds": 0,
+                "refresh_seconds": 1,
+            }),
+        ),
+        Some(Outcome::Closed { over }) => http::send_json(
+            r,
+            NGX_HTTP_SERVICE_UNAVAILABLE as usize,
+            &json!({
+                "state": if over { "over" } else { "closed" },
+                "position": null,
+                "queue_length": queue_length,
+                "eta_seconds": null,
+                "refresh_seconds": 60,
+            }),
+        ),
         // Standing by during a binary upgrade, for a ticket newer than the room's last save:
         // at the back of the line for the few seconds until this nginx takes over.
         Some(Outcome::Held { queue_length }) => http::send_json(
@@ -204,4 +217,20 @@ fn position(r: &mut ngx_http_request_t, room: &Room, token: Option<Token>, now: 
             }),
         ),
     }
+}
+
+/// What the position endpoint says of a visitor in line: the place, the expected wait and,
+/// when the turn is drawn at random, the size of the draw and the longest wait; before the
+/// event's start, the seconds until it.
+fn queued(p: &Place, claim_window_ms: u64) -> serde_json::Value {
+    json!({
+        "state": "queued",
+        "position": p.position,
+        "queue_length": p.queue_length,
+        "eta_seconds": p.eta,
+        "eta_max_seconds": p.eta_max,
+        "draw": p.draw,
+        "starts_in": p.starts_in,
+        "refresh_seconds": pages::refresh_seconds(p.position, p.eta, claim_window_ms),
+    })
 }

@@ -4,5 +4,6 @@
 
 pub mod access;
 pub mod api;
+pub mod control;
 mod edge;
 pub mod status;

@@ -31,6 +31,15 @@ pub fn now() -> Now {
     Now { mono_ms, wall_s: nginx_sys::ngx_timeofday().sec.max(0) as u64 }
 }
 
+/// The bytes of an nginx string (empty when it has none).
+pub fn str_bytes(s: &ngx_str_t) -> &[u8] {
+    if s.data.is_null() || s.len == 0 {
+        return &[];
+    }
+    // SAFETY: an nginx string's `data` points at `len` bytes that live as long as the string.
+    unsafe { core::slice::from_raw_parts(s.data, s.len) }
+}
+
 /// Copies `s` into the request pool.
 pub(crate) fn pool_str(r: &ngx_http_request_t, s: &[u8]) -> Option<ngx_str_t> {
     // SAFETY: the pool is the request's, alive while the request is.

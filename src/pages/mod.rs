@@ -18,12 +18,33 @@ pub const FULL_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta char
 <h1>The waiting room is full</h1><p>So many people are waiting that the line cannot take more \
 right now. This page tries again in a minute.</p></body></html>\n";
 
+/// Sent to newcomers while the room is closed (mode `reject`).
+pub const CLOSED_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<meta name=\"robots\" content=\"noindex,nofollow\"><title>Closed for now</title></head>\
+<body style=\"font:16px/1.5 system-ui,sans-serif;max-width:30rem;margin:3rem auto;padding:0 1rem\">\
+<main><h1>Closed for now</h1><p>The site is not letting anyone new in at the moment: it may be \
+sold out, or closed for a while. Please come back later.</p></main></body></html>\n";
+
+/// Sent to newcomers once the room's event has ended.
+pub const OVER_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
+<meta name=\"robots\" content=\"noindex,nofollow\"><title>The event is over</title></head>\
+<body style=\"font:16px/1.5 system-ui,sans-serif;max-width:30rem;margin:3rem auto;padding:0 1rem\">\
+<main><h1>The event is over</h1><p>This event has ended and nobody new can join it. Thank you \
+for your interest.</p></main></body></html>\n";
+
 /// What the queue page shows one visitor.
 pub struct QueueView<'a> {
     pub room: &'a str,
     pub position: u64,
     pub queue_length: u64,
     pub eta_seconds: Option<u64>,
+    /// When the turn is drawn at random: the longest wait, and how many are in the draw.
+    pub eta_max_seconds: Option<u64>,
+    pub draw: u64,
+    /// Seconds until the event starts, while it has not.
+    pub starts_in: Option<u64>,
     pub refresh_seconds: u64,
     pub api: &'a str,
     /// The visitor has just arrived and has no place yet: the page asks at once (taking the
@@ -106,6 +127,20 @@ pub fn eta_text(eta: Option<u64>) -> String {
     }
 }
 
+fn hidden(on: bool) -> String {
+    if on { "hidden" } else { "" }.to_owned()
+}
+
+/// Seconds as a countdown: `2 d 03:04:05`, `03:04:05`, `04:05`.
+pub fn countdown(s: u64) -> String {
+    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h) {
+        (0, 0) => format!("{m:02}:{s:02}"),
+        (0, _) => format!("{h:02}:{m:02}:{s:02}"),
+        _ => format!("{d} d {h:02}:{m:02}:{s:02}"),
+    }
+}
+
 /// The queue page for `v`, from `template` (the default page or a site's own).
 pub fn queue_page(template: &str, v: &QueueView) -> String {
     fill(template, |name| {
@@ -115,6 +150,18 @@ pub fn queue_page(template: &str, v: &QueueView) -> String {
             "QUEUE_LENGTH" => v.queue_length.to_string(),
             "ETA_TEXT" => eta_text(v.eta_seconds),
             "ETA_SECONDS" => v.eta_seconds.map(|s| s.to_string()).unwrap_or_default(),
+            "ETA_MAX_SECONDS" => v.eta_max_seconds.map(|s| s.to_string()).unwrap_or_default(),
+            "ETA_MAX_TEXT" => match v.eta_max_seconds {
+                Some(s) => format!(" (at most {})", eta_text(Some(s)).trim_start_matches("about ")),
+                None => String::new(),
+            },
+            "DRAW" => v.draw.to_string(),
+            "STARTS_IN" => v.starts_in.map(|s| s.to_string()).unwrap_or_default(),
+            "STARTS_IN_TEXT" => v.starts_in.map(countdown).unwrap_or_default(),
+            // Which of the page's three headlines shows: a place in line, a draw, a countdown.
+            "PLACE_HIDDEN" => hidden(v.draw > 0 || v.starts_in.is_some()),
+            "DRAW_HIDDEN" => hidden(v.draw == 0 || v.starts_in.is_some()),
+            "SOON_HIDDEN" => hidden(v.starts_in.is_none()),
             "REFRESH" => v.refresh_seconds.to_string(),
             "API" => escape(v.api),
             "API_JS" => escape_js(v.api),
@@ -156,6 +203,9 @@ mod tests {
             position: 12,
             queue_length: 340,
             eta_seconds: None,
+            eta_max_seconds: None,
+            draw: 0,
+            starts_in: None,
             refresh_seconds: 5,
             api: "/_wr/",
             arrival: true,

@@ -1,6 +1,7 @@
 //! Unit and property tests of the core.
 
 mod image;
+mod models;
 mod people;
 mod room;
 mod token;
@@ -22,10 +23,17 @@ pub(super) const T: Timing = Timing {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum Came {
     Admitted(SessionRef),
-    Queued { ticket: TicketRef, position: u64 },
+    Queued {
+        ticket: TicketRef,
+        position: u64,
+    },
     Full,
     Held,
     Limited,
+    /// Turned away (the room closed, the event over) or let through without a place (off).
+    Closed,
+    Over,
+    Passed,
 }
 
 pub(super) trait Comes {
@@ -48,11 +56,15 @@ impl Comes for Room<'_> {
                 Confirm::Full => Came::Full,
                 Confirm::Limited => Came::Limited,
                 Confirm::Held => Came::Held,
+                Confirm::Closed => Came::Closed,
                 c => panic!("a fresh arrival came back to {c:?}"),
             },
             Entry::Full => Came::Full,
             Entry::Held => Came::Held,
             Entry::Limited => Came::Limited,
+            Entry::Closed => Came::Closed,
+            Entry::Over => Came::Over,
+            Entry::Passed => Came::Passed,
         }
     }
 }

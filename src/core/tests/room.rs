@@ -1,6 +1,7 @@
 //! Property tests of the room over random sequences of arrivals, polls, departures, sweeps
 //! and the passing of time.
 
+use crate::core::control::Settings;
 use crate::core::layout::*;
 use crate::core::room::*;
 use proptest::prelude::*;
@@ -63,6 +64,7 @@ proptest! {
                             tickets.push(ticket);
                         }
                         Came::Full | Came::Held | Came::Limited => {}
+                        c => prop_assert!(false, "a normal room answered {:?}", c),
                     }
                 }
                 Op::Poll(i) if !tickets.is_empty() => {
@@ -124,7 +126,7 @@ proptest! {
             match room.come(now, &T) {
                 Came::Admitted(s) => inside.push((s, now + stay * 1000)),
                 Came::Queued { ticket, .. } => waiting.push(ticket),
-                Came::Full | Came::Held | Came::Limited => prop_assert!(false, "queue full"),
+                c => prop_assert!(false, "queue full: {:?}", c),
             }
         }
         for round in 0..10_000u32 {
@@ -428,15 +430,15 @@ fn a_changed_max_active_is_adopted_by_the_newer_configuration_only() {
     let Came::Admitted(_) = room.come(now, &T) else { panic!() };
     let Came::Admitted(_) = room.come(now, &T) else { panic!() };
     let Came::Queued { ticket, .. } = room.come(now, &T) else { panic!() };
-    room.adopt_settings(3, 10);
+    room.adopt_settings(Settings::new(3), 10);
     assert_eq!(room.max_active(), 3);
     // An older configuration's workers (still running during a reload) do not put theirs back.
-    room.adopt_settings(2, 9);
+    room.adopt_settings(Settings::new(2), 9);
     assert_eq!(room.max_active(), 3);
     assert!(matches!(room.poll(ticket, now, &T), Poll::Admitted(..)), "the raise lets the next in");
-    room.adopt_settings(1, 11);
+    room.adopt_settings(Settings::new(1), 11);
     assert_eq!(room.snapshot().active_sessions, 3, "lowering ends no session");
-    room.adopt_settings(100, 12);
+    room.adopt_settings(Settings::new(100), 12);
     assert_eq!(room.max_active(), 8, "at most the session table's capacity");
     room.check_invariants();
 }
