@@ -196,6 +196,9 @@ pub struct Room {
     state_off: Cell<bool>,
     /// `client_key=`, compiled, when the room limits places per client.
     client_key: *mut ngx_http_complex_value_t,
+    /// The settings in force and the event's phase when this process last held the lock, for
+    /// the variables (at most a sweep's interval old).
+    steer_seen: Cell<Option<(control::Settings, Phase)>>,
 }
 
 impl Room {
@@ -217,6 +220,7 @@ impl Room {
             state: RefCell::new(None),
             state_off: Cell::new(false),
             client_key: core::ptr::null_mut(),
+            steer_seen: Cell::new(None),
         }
     }
 
@@ -293,7 +297,13 @@ impl Room {
             }
         }
         self.seen.set(Some((tables.layout(), tables.epoch())));
+        self.steer_seen.set(Some((tables.settings(), tables.phase())));
         Ok(f(&mut tables))
+    }
+
+    /// The settings in force and the event's phase, as this process last saw them.
+    pub fn steer_seen(&self) -> Option<(control::Settings, Phase)> {
+        self.steer_seen.get()
     }
 
     /// The first of `values` (the request's cookies of the room's name) that is a valid token.

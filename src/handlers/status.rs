@@ -7,6 +7,7 @@ use serde_json::json;
 use super::edge;
 use crate::conf::Endpoint;
 use crate::http;
+use crate::service::setting_text;
 
 pub extern "C" fn handler(r: *mut ngx_http_request_t) -> ngx_int_t {
     edge::guarded(r, status)
@@ -56,6 +57,16 @@ fn status(r: &mut ngx_http_request_t) -> ngx_int_t {
         "refused_not_navigation": snap.people.refused_not_navigation,
         "refused_crawler": snap.people.refused_crawler,
         "refused_client_limit": snap.people.refused_client_limit,
+        "model": snap.settings.model().name(),
+        "mode": snap.settings.mode().name(),
+        "rate": (snap.settings.rate_per_minute != 0).then(|| setting_text(&snap.settings, "rate")),
+        "phase": snap.phase.name(),
+        "start": (snap.settings.start != 0).then(|| setting_text(&snap.settings, "start")),
+        "end": (snap.settings.end != 0).then(|| setting_text(&snap.settings, "end")),
+        "in_draw": snap.in_draw,
+        "turned_away": snap.turned_away,
+        "passed_off": snap.passed,
+        "control_changes": snap.changes,
     });
     http::send_json(r, 200, &body)
 }

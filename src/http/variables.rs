@@ -1,5 +1,7 @@
 //! `$waiting_room_status`, `$waiting_room_position`, `$waiting_room_wait`: what the waiting
-//! room decided for the request, for access logs and headers.
+//! room decided for the request; `$waiting_room_mode`, `$waiting_room_model`,
+//! `$waiting_room_rate`, `$waiting_room_phase`: what the room guarding the location is steered
+//! by. For access logs and headers.
 
 use core::ptr;
 
@@ -10,16 +12,27 @@ use nginx_sys::{
 use ngx::ngx_string;
 
 use super::verdict::{self, Verdict};
+use crate::conf::Module;
+use crate::service::setting_text;
+use ngx::http::HttpModuleLocationConf;
 
 const STATUS: usize = 0;
 const POSITION: usize = 1;
 const WAIT: usize = 2;
+const MODE: usize = 3;
+const MODEL: usize = 4;
+const RATE: usize = 5;
+const PHASE: usize = 6;
 
 pub fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
-    let vars: [(ngx_str_t, usize); 3] = [
+    let vars: [(ngx_str_t, usize); 7] = [
         (ngx_string!("waiting_room_status"), STATUS),
         (ngx_string!("waiting_room_position"), POSITION),
         (ngx_string!("waiting_room_wait"), WAIT),
+        (ngx_string!("waiting_room_mode"), MODE),
+        (ngx_string!("waiting_room_model"), MODEL),
+        (ngx_string!("waiting_room_rate"), RATE),
+        (ngx_string!("waiting_room_phase"), PHASE),
     ];
     for (mut name, which) in vars {
         // SAFETY: called from preconfiguration with a live `cf`; nginx copies the name.
@@ -32,7 +45,18 @@ pub fn register(cf: *mut ngx_conf_t) -> ngx_int_t {
     NGX_OK as ngx_int_t
 }
 
-fn value(v: &Verdict, which: usize) -> Option<String> {
+fn value(r: &ngx_http_request_t, which: usize) -> Option<String> {
+    if which >= MODE {
+        let lcf = Module::location_conf(r)?;
+        let (s, phase) = lcf.room()?.steer_seen()?;
+        return match which {
+            MODE => Some(s.mode().name().to_owned()),
+            MODEL => Some(s.model().name().to_owned()),
+            RATE => (s.rate_per_minute != 0).then(|| setting_text(&s, "rate")),
+            _ => Some(phase.name().to_owned()),
+        };
+    }
+    let v: &Verdict = verdict::get(r)?;
     match which {
         STATUS => v.status.map(str::to_owned),
         POSITION => v.position.map(|p| p.to_string()),
@@ -48,7 +72,7 @@ unsafe extern "C" fn get(
     std::panic::catch_unwind(|| {
         // SAFETY: nginx passes a live request and the value record to fill.
         let (r, v) = unsafe { (&*r, &mut *v) };
-        let Some(text) = verdict::get(r).and_then(|verdict| value(verdict, data)) else {
+        let Some(text) = value(r, data) else {
             v.set_not_found(1);
             return NGX_OK as ngx_int_t;
         };
