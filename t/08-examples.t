@@ -22,7 +22,7 @@ use Test::Nginx::WaitingRoom qw/ get post code body cookie log_errors /;
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http proxy/)->plan(28);
+my $t = Test::Nginx->new()->has(qw/http proxy access/)->plan(37);
 my $d = $t->testdir();
 my $examples = "$FindBin::Bin/../nginx-conf";
 
@@ -137,6 +137,52 @@ like($t->read_file('logs/shop.log'),
 unlike($t->read_file('error.log'), qr/"shop": no waiting_room_secret/,
 	'shop: secret used');
 
+$t->stop();
+
+###############################################################################
+
+# tickets.conf: a lottery at a set start, a release rate, live control with a
+# token; the start moved to a moment from now, the end to an hour later
+
+my $start = time() + 4;
+$t->write_file('control.token', "0123456789abcdef0123\n");
+$t->write_file_expand('nginx.conf', adapt(slurp("$examples/tickets.conf"),
+	start => $start, end => $start + 3600));
+$t->run();
+
+my $tok = "Authorization: Bearer 0123456789abcdef0123\n";
+is(code(http("GET /_wr/control HTTP/1.0\nHost: localhost\n\n")), 401,
+	'tickets: control needs the token');
+$st = json(http("GET /_wr/control HTTP/1.0\nHost: localhost\n$tok\n"));
+is(join(' ', @$st{qw/ model rate phase max_active /}),
+	'lottery 2r/s before 500', 'tickets: settings before the start');
+
+$r = get('/show');
+like($r, qr/id="pos"/, 'tickets: the pre-queue page');
+my $early = cookie($r, 'tickets');
+my $pos = json(http("GET /_wr/position HTTP/1.0\nHost: localhost\n"
+	. "Cookie: $early\n\n"));
+ok($pos->{state} eq 'queued' && $pos->{starts_in} > 0 && $pos->{draw} == 1,
+	'tickets: waiting for the draw');
+
+# after the start, the draw: in with the next poll
+select undef, undef, undef, 0.2 while time() < $start + 1.2;
+$pos = json(http("GET /_wr/position HTTP/1.0\nHost: localhost\n"
+	. "Cookie: $early\n\n"));
+is($pos->{state}, 'admitted', 'tickets: in after the start');
+
+# sold out: live, nobody new
+$st = json(http("POST /_wr/control HTTP/1.0\nHost: localhost\n$tok"
+	. "Content-Length: 17\n\n{\"mode\":\"reject\"}"));
+is($st->{mode}, 'reject', 'tickets: closed live');
+$r = get('/show');
+ok(code($r) == 503 && $r =~ /Closed for now/, 'tickets: the closed page');
+like($t->read_file('logs/tickets.log'), qr/ 503 CLOSED open reject -/,
+	'tickets: log');
+like($t->read_file('error.log'),
+	qr/"tickets" changed at run time by 127\.0\.0\.1: mode normal -> reject/,
+	'tickets: the change logged');
+
 my $errors = log_errors($t);
 is($errors, '', 'no errors logged');
 
@@ -148,6 +194,9 @@ is($errors, '', 'no errors logged');
 
 sub adapt {
 	my ($conf, %ports) = @_;
+	my ($start, $end) = delete @ports{qw/ start end /};
+	$conf =~ s/\bstart=\S+/'start=' . utc($start)/e if defined $start;
+	$conf =~ s/\bend=\S+/'end=' . utc($end)/e if defined $end;
 
 	$conf =~ s/^\s*load_module\s[^;]*;[^\n]*\n//mg;
 	$conf =~ s/^\s*(?:pid|error_log)\s[^;]*;[^\n]*\n//mg;
@@ -159,6 +208,13 @@ sub adapt {
 		$conf =~ s/127\.0\.0\.1:$from\b/127.0.0.1:$ports{$from}/g;
 	}
 	return $conf;
+}
+
+sub utc {
+	my ($time) = @_;
+	my @t = gmtime($time);
+	return sprintf('%04d-%02d-%02dT%02d:%02d:%02dZ',
+		$t[5] + 1900, $t[4] + 1, @t[3, 2, 1, 0]);
 }
 
 sub slurp {
