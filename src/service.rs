@@ -654,6 +654,7 @@ fn decide_open(
                 Confirm::Limited => return Some(Outcome::Limited),
                 Confirm::Held => return Some(Outcome::Held { queue_length: rm.queue_length() }),
                 Confirm::Closed => return Some(Outcome::Closed { over: false }),
+                Confirm::Passed => return Some(Outcome::Off),
                 Confirm::Ticket(_, Poll::Lost) | Confirm::Stale => {}
             }
         }

@@ -15,7 +15,7 @@ use Test::More;
 
 use FindBin;
 use lib "$FindBin::Bin/lib";
-use Test::Nginx;
+use Test::Nginx qw/ :DEFAULT http http_get /;
 use Test::Nginx::WaitingRoom qw/ get api pos_of cookie json status reload_to /;
 
 ###############################################################################
@@ -23,7 +23,7 @@ use Test::Nginx::WaitingRoom qw/ get api pos_of cookie json status reload_to /;
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http/)->plan(26);
+my $t = Test::Nginx->new()->has(qw/http/)->plan(28);
 
 my $conf = <<'EOF';
 
@@ -60,6 +60,10 @@ http {
             waiting_room_status r;
         }
 
+        location = /control {
+            waiting_room_control r;
+        }
+
         location = /gen {
             return 200 "GEN";
         }
@@ -86,6 +90,13 @@ for my $n (qw/ A B C D E /) {
 is(positions(qw/ C D E /), 'C:1 D:2 E:3', 'before the restart');
 ok(-f $t->testdir() . '/r.state', 'state file made');
 
+# a run-time change is kept in the state file too (a rate high enough to
+# slow nobody here)
+
+like(http("POST /control HTTP/1.0\nHost: localhost\nContent-Length: 20\n\n"
+	. '{"rate":"600r/m"}   '), qr/"rate":"10r\/s"/, 'rate set at run time');
+select undef, undef, undef, 1.5;
+
 # a graceful stop and a start: everyone where they were
 
 $t->stop();
@@ -103,6 +114,7 @@ $v{F} = cookie($r, 'r');
 like($t->read_file('error.log'),
 	qr/\[notice\].*restored 2 sessions and 3 places in line from ".*r\.state"/,
 	'restore logged');
+like(http_get('/control'), qr/"rate":"10r\/s"/, 'the change kept over a restart');
 
 # the room goes on: A leaves, C is let in
 

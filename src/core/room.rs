@@ -129,6 +129,8 @@ pub enum Confirm {
     Held,
     /// Nobody new joins: the room's mode is `reject`.
     Closed,
+    /// The room is off (mode `pass`): the visitor passes without taking a place.
+    Passed,
 }
 
 /// A moment's view of the room, for the status page and the estimate.
@@ -1050,9 +1052,16 @@ impl<'a> Room<'a> {
                 p => Confirm::Ticket(ticket, p),
             };
         }
-        if self.mode() == Mode::Reject {
-            self.hdr.control.turned_away += 1;
-            return Confirm::Closed;
+        match self.mode() {
+            Mode::Reject => {
+                self.hdr.control.turned_away += 1;
+                return Confirm::Closed;
+            }
+            Mode::Pass => {
+                self.hdr.control.passed += 1;
+                return Confirm::Passed;
+            }
+            _ => {}
         }
         if !self.within_limit(client) {
             self.hdr.people.refused_client_limit += 1;

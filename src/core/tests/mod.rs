@@ -57,6 +57,7 @@ impl Comes for Room<'_> {
                 Confirm::Limited => Came::Limited,
                 Confirm::Held => Came::Held,
                 Confirm::Closed => Came::Closed,
+                Confirm::Passed => Came::Passed,
                 c => panic!("a fresh arrival came back to {c:?}"),
             },
             Entry::Full => Came::Full,
