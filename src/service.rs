@@ -688,7 +688,9 @@ fn place(rm: &Tables, ticket: Option<TicketRef>, position: u64) -> Place {
         Phase::Before => Some(rm.settings().start.saturating_sub(rm.wall_clock())),
         _ => None,
     };
-    let later = |eta: Option<u64>| eta.map(|e| e + starts_in.unwrap_or(0));
+    // While the line is held (mode `queue`) nobody moves: no estimate can be honest.
+    let held = rm.mode() == Mode::Queue;
+    let later = |eta: Option<u64>| eta.filter(|_| !held).map(|e| e + starts_in.unwrap_or(0));
     // Drawn at random: on average half the draw goes first, at most all of it.
     let expected = if draw > 0 { position - draw + draw.div_ceil(2) } else { position };
     Place {
