@@ -119,6 +119,16 @@ pub struct Place {
     pub starts_in: Option<u64>,
 }
 
+impl Place {
+    /// How often the visitor's page should check again.
+    pub fn refresh_seconds(&self, claim_window_ms: u64) -> u64 {
+        match self.starts_in {
+            Some(s) => crate::pages::refresh_before_start(s),
+            None => crate::pages::refresh_seconds(self.position, self.eta, claim_window_ms),
+        }
+    }
+}
+
 /// How a visitor leaves (see [`Room::leave`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Leaving {

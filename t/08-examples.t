@@ -155,7 +155,7 @@ is(code(http("GET /_wr/control HTTP/1.0\nHost: localhost\n\n")), 401,
 	'tickets: control needs the token');
 $st = json(http("GET /_wr/control HTTP/1.0\nHost: localhost\n$tok\n"));
 is(join(' ', @$st{qw/ model rate phase max_active /}),
-	'lottery 2r/s before 500', 'tickets: settings before the start');
+	'lottery 120r/m before 500', 'tickets: settings before the start');
 
 $r = get('/show');
 like($r, qr/id="pos"/, 'tickets: the pre-queue page');

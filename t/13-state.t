@@ -94,7 +94,7 @@ ok(-f $t->testdir() . '/r.state', 'state file made');
 # slow nobody here)
 
 like(http("POST /control HTTP/1.0\nHost: localhost\nContent-Length: 20\n\n"
-	. '{"rate":"600r/m"}   '), qr/"rate":"10r\/s"/, 'rate set at run time');
+	. '{"rate":"600r/m"}   '), qr/"rate":"600r\/m"/, 'rate set at run time');
 select undef, undef, undef, 1.5;
 
 # a graceful stop and a start: everyone where they were
@@ -114,7 +114,7 @@ $v{F} = cookie($r, 'r');
 like($t->read_file('error.log'),
 	qr/\[notice\].*restored 2 sessions and 3 places in line from ".*r\.state"/,
 	'restore logged');
-like(http_get('/control'), qr/"rate":"10r\/s"/, 'the change kept over a restart');
+like(http_get('/control'), qr/"rate":"600r\/m"/, 'the change kept over a restart');
 
 # the room goes on: A leaves, C is let in
 

@@ -386,13 +386,10 @@ pub fn parse_rate(s: &[u8]) -> Option<u32> {
     (per_minute > 0 && per_minute <= u64::from(RATE_MAX)).then_some(per_minute as u32)
 }
 
-/// A rate as it is written: `Nr/s` when it is a whole number per second, else `Nr/m`.
+/// A rate as it is written, in admissions a minute (`2r/s` is `120r/m`): one unit, whatever
+/// the configuration said.
 pub fn rate_text(per_minute: u32) -> String {
-    if per_minute % 60 == 0 {
-        format!("{}r/s", per_minute / 60)
-    } else {
-        format!("{per_minute}r/m")
-    }
+    format!("{per_minute}r/m")
 }
 
 /// An event's time as the configuration and the control location write it: RFC 3339 in UTC,
@@ -504,7 +501,7 @@ mod tests {
         assert_eq!(parse_rate(b"10"), None);
         assert_eq!(parse_rate(b"-1r/m"), None);
         assert_eq!(parse_rate(b"999999999r/s"), None);
-        assert_eq!(rate_text(120), "2r/s");
+        assert_eq!(rate_text(120), "120r/m");
         assert_eq!(rate_text(90), "90r/m");
     }
 

@@ -437,8 +437,10 @@ impl<'a> Room<'a> {
         let before = self.hdr.control.live;
         let after = change.apply(&before, &self.hdr.control.conf);
         after.check(self.hdr.session_cap)?;
-        self.put_in_force(after);
-        self.hdr.control.changes += 1;
+        if after != before {
+            self.put_in_force(after);
+            self.hdr.control.changes += 1;
+        }
         // A higher capacity or rate, or a start brought forward, lets people in now.
         self.promote(now, t);
         Ok((before, self.hdr.control.live))
@@ -882,7 +884,7 @@ impl<'a> Room<'a> {
     }
 
     /// Ticket `idx` leaves the front of the line (`by` −1) or comes to it (+1).
-    fn to_front(&mut self, idx: usize, by: i32) {
+    fn move_front(&mut self, idx: usize, by: i32) {
         fenwick::add(self.front, idx, by);
     }
 
@@ -896,7 +898,7 @@ impl<'a> Room<'a> {
         let client = slot.client;
         fenwick::add(self.tree, idx, -1);
         if was != WAITING {
-            self.to_front(idx, -1);
+            self.move_front(idx, -1);
         }
         self.hdr.live -= 1;
         self.count_client(client, false);
@@ -967,7 +969,7 @@ impl<'a> Room<'a> {
             }
             slot.state = CALLED;
             slot.stamp = now;
-            self.to_front(idx, 1);
+            self.move_front(idx, 1);
             self.hdr.called += 1;
             self.hdr.stats.called();
             self.hdr.control.admitted(now);

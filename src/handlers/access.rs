@@ -224,8 +224,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 ..Verdict::default()
             };
             verdict::set(r, v);
-            let refresh =
-                pages::refresh_seconds(position, place.eta, room.timing().claim_window_ms);
+            let refresh = place.refresh_seconds(room.timing().claim_window_ms);
             let view = view(room, lcf, &place, refresh, false);
             let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
             respond(r, lcf.queue_status, refresh, body.as_bytes())

@@ -231,6 +231,6 @@ fn queued(p: &Place, claim_window_ms: u64) -> serde_json::Value {
         "eta_max_seconds": p.eta_max,
         "draw": p.draw,
         "starts_in": p.starts_in,
-        "refresh_seconds": pages::refresh_seconds(p.position, p.eta, claim_window_ms),
+        "refresh_seconds": p.refresh_seconds(claim_window_ms),
     })
 }

@@ -151,10 +151,24 @@ pub fn queue_page(template: &str, v: &QueueView) -> String {
             "ETA_TEXT" => eta_text(v.eta_seconds),
             "ETA_SECONDS" => v.eta_seconds.map(|s| s.to_string()).unwrap_or_default(),
             "ETA_MAX_SECONDS" => v.eta_max_seconds.map(|s| s.to_string()).unwrap_or_default(),
+            // A bound, so rounded up: never "at most 1 minute" for 89 seconds.
             "ETA_MAX_TEXT" => match v.eta_max_seconds {
-                Some(s) => format!(" (at most {})", eta_text(Some(s)).trim_start_matches("about ")),
+                Some(s) if s < 60 => " (at most a minute)".into(),
+                Some(s) if s <= 5400 => {
+                    let m = s.div_ceil(60);
+                    format!(" (at most {m} minute{})", if m == 1 { "" } else { "s" })
+                }
+                Some(s) => format!(" (at most {} hours)", s.div_ceil(3600)),
                 None => String::new(),
             },
+            // Before the start: in which order the line goes in then.
+            "ORDER_TEXT" => if v.draw > 0 {
+                "At the start, turns are drawn at random: arriving early does not change your \
+                 chance."
+            } else {
+                "At the start, people go in in the order they arrived."
+            }
+            .into(),
             "DRAW" => v.draw.to_string(),
             "STARTS_IN" => v.starts_in.map(|s| s.to_string()).unwrap_or_default(),
             "STARTS_IN_TEXT" => v.starts_in.map(countdown).unwrap_or_default(),
@@ -192,6 +206,13 @@ pub fn refresh_seconds(position: u64, eta: Option<u64>, claim_window_ms: u64) ->
     wanted.clamp(1, 30).min((claim_window_ms / 3000).max(1))
 }
 
+/// How often a visitor waiting for the event's start, `starts_in` seconds away, should check
+/// again: nobody is called before it, so seldom while it is far (the page's script also asks
+/// at the start itself), at least every minute so the countdown stays true.
+pub fn refresh_before_start(starts_in: u64) -> u64 {
+    (starts_in / 4).clamp(5, 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,6 +236,85 @@ mod tests {
         assert!(page.contains(">12<") && page.contains("340") && page.contains("being measured"));
         assert!(page.contains("shop&lt;1&gt;") && !page.contains("shop<1>"));
         assert!(page.len() < 8192);
+    }
+
+    /// The queue page's three headline blocks, and which one a view shows.
+    const BLOCKS: [&str; 3] = ["bp", "bd", "bs"];
+
+    fn shown(page: &str) -> Vec<&'static str> {
+        BLOCKS
+            .into_iter()
+            .filter(|b| {
+                let open = format!("<div id=\"{b}\" >");
+                let closed = format!("<div id=\"{b}\" hidden>");
+                assert!(page.contains(&open) ^ page.contains(&closed), "block {b}: {page}");
+                page.contains(&open)
+            })
+            .collect()
+    }
+
+    fn event_view(draw: u64, starts_in: Option<u64>) -> QueueView<'static> {
+        QueueView {
+            room: "spring-sale-2026-tickets-for-everyone",
+            position: 1200,
+            queue_length: 4567,
+            eta_seconds: Some(725),
+            eta_max_seconds: if draw > 0 { Some(1441) } else { None },
+            draw,
+            starts_in,
+            refresh_seconds: 30,
+            api: "/_wr/",
+            arrival: false,
+        }
+    }
+
+    #[test]
+    fn the_default_page_is_filled_completely_for_a_place_a_draw_and_a_countdown() {
+        // A place in line, the event started.
+        let page = queue_page(QUEUE_PAGE, &event_view(0, None));
+        assert!(!page.contains("{{"), "an unfilled placeholder");
+        assert_eq!(shown(&page), ["bp"]);
+        assert!(page.contains("You are number <strong id=\"pos\">1200</strong> in line"));
+        assert!(page.contains(">about 12 minutes<"), "no longest wait for a place");
+        assert!(page.len() < 8192, "{} bytes", page.len());
+
+        // A drawn turn: the size of the draw, the honest line, the expected and longest wait.
+        let page = queue_page(QUEUE_PAGE, &event_view(900, None));
+        assert!(!page.contains("{{"), "an unfilled placeholder");
+        assert_eq!(shown(&page), ["bd"]);
+        assert!(page.contains("drawn at random among <strong id=\"dn\">900</strong>"));
+        assert!(page.contains("everyone in the draw has the same chance"));
+        assert!(page.contains(">about 12 minutes (at most 25 minutes)<"));
+        assert!(page.len() < 8192, "{} bytes", page.len());
+
+        // Before the start, in arrival order, and drawn.
+        for (draw, order) in [(0, "in the order they arrived"), (900, "drawn at random")] {
+            let page = queue_page(QUEUE_PAGE, &event_view(draw, Some(11_045)));
+            assert!(!page.contains("{{"), "an unfilled placeholder");
+            assert_eq!(shown(&page), ["bs"]);
+            assert!(page.contains(
+                "Opens in <strong id=\"sn\" role=\"timer\" aria-live=\"off\">03:04:05</strong>"
+            ));
+            assert!(page.contains("has not started") && page.contains("place is kept"));
+            assert!(page.contains(order), "{order}");
+            assert!(page.contains("starts_in:'11045'"));
+            assert!(page.len() < 8192, "{} bytes", page.len());
+        }
+    }
+
+    #[test]
+    fn the_longest_wait_is_rounded_up() {
+        let text = |s| {
+            let v = QueueView { eta_max_seconds: Some(s), ..event_view(5, None) };
+            queue_page("{{ETA_MAX_TEXT}}", &v)
+        };
+        assert_eq!(text(0), " (at most a minute)");
+        assert_eq!(text(59), " (at most a minute)");
+        assert_eq!(text(60), " (at most 1 minute)");
+        assert_eq!(text(61), " (at most 2 minutes)");
+        assert_eq!(text(5400), " (at most 90 minutes)");
+        assert_eq!(text(5401), " (at most 2 hours)");
+        assert_eq!(queue_page("{{ETA_MAX_TEXT}}", &event_view(0, None)), "");
     }
 
     #[test]
