@@ -208,6 +208,7 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
             return Err(ZoneError::DuplicateParameter(key.to_owned()));
         }
         given.push(key);
+        let invalid = || ZoneError::InvalidValue { key: key.to_owned(), value: value.to_owned() };
         match key {
             "zone" => {
                 let Some((name, size)) = value.rsplit_once(':') else {
@@ -224,19 +225,11 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
             }
             "max_active" => match value.parse::<u32>() {
                 Ok(n) if (1..=10_000_000).contains(&n) => max_active = n,
-                _ => {
-                    return Err(ZoneError::InvalidValue {
-                        key: key.to_owned(),
-                        value: value.to_owned(),
-                    })
-                }
+                _ => return Err(invalid()),
             },
             "session" | "idle" | "queue_timeout" | "claim_window" | "heartbeat" | "grace"
             | "confirm" => {
-                let ms = parse_time(value).ok_or_else(|| ZoneError::InvalidValue {
-                    key: key.to_owned(),
-                    value: value.to_owned(),
-                })?;
+                let ms = parse_time(value).ok_or_else(invalid)?;
                 let given = Given { text: a.clone() };
                 match key {
                     "session" => (timing.session_ms, session) = (ms, given),
@@ -250,50 +243,23 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
             }
             "client_limit" => match value.parse::<u32>() {
                 Ok(n) if (1..=10_000).contains(&n) => client_limit = n,
-                _ => {
-                    return Err(ZoneError::InvalidValue {
-                        key: key.to_owned(),
-                        value: value.to_owned(),
-                    })
-                }
+                _ => return Err(invalid()),
             },
-            "model" => match Model::parse(value.as_bytes()) {
-                Some(m) => steer.set_model(m),
-                None => {
-                    return Err(ZoneError::InvalidValue {
-                        key: key.to_owned(),
-                        value: value.to_owned(),
-                    })
+            "model" => steer.set_model(Model::parse(value.as_bytes()).ok_or_else(invalid)?),
+            "mode" => steer.set_mode(Mode::parse(value.as_bytes()).ok_or_else(invalid)?),
+            "rate" => {
+                steer.rate_per_minute = control::parse_rate(value.as_bytes()).ok_or_else(invalid)?
+            }
+            "start" | "end" => {
+                let t = control::parse_time(value.as_bytes()).ok_or_else(|| {
+                    ZoneError::InvalidTime { key: key.to_owned(), value: value.to_owned() }
+                })?;
+                if key == "start" {
+                    steer.start = t;
+                } else {
+                    steer.end = t;
                 }
-            },
-            "mode" => match Mode::parse(value.as_bytes()) {
-                Some(m) => steer.set_mode(m),
-                None => {
-                    return Err(ZoneError::InvalidValue {
-                        key: key.to_owned(),
-                        value: value.to_owned(),
-                    })
-                }
-            },
-            "rate" => match control::parse_rate(value.as_bytes()) {
-                Some(r) => steer.rate_per_minute = r,
-                None => {
-                    return Err(ZoneError::InvalidValue {
-                        key: key.to_owned(),
-                        value: value.to_owned(),
-                    })
-                }
-            },
-            "start" | "end" => match control::parse_time(value.as_bytes()) {
-                Some(t) if key == "start" => steer.start = t,
-                Some(t) => steer.end = t,
-                None => {
-                    return Err(ZoneError::InvalidTime {
-                        key: key.to_owned(),
-                        value: value.to_owned(),
-                    })
-                }
-            },
+            }
             "client_key" if !value.is_empty() => client_key_given = true,
             "client_key" => {
                 return Err(ZoneError::InvalidValue { key: key.to_owned(), value: String::new() })
@@ -301,12 +267,7 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
             "state" if !value.is_empty() && !value.contains('\0') => {
                 state = Some(value.to_owned());
             }
-            "state" => {
-                return Err(ZoneError::InvalidValue {
-                    key: key.to_owned(),
-                    value: value.to_owned(),
-                })
-            }
+            "state" => return Err(invalid()),
             _ => return Err(ZoneError::InvalidParameter(a.clone())),
         }
     }

@@ -27,29 +27,21 @@ pub fn prefix(tree: &[u32], end: usize) -> u64 {
 
 /// The ring slot holding the `k`-th (1-based) counted element in slot order, if there are
 /// at least `k`.
-pub fn find_kth(tree: &[u32], mut k: u64) -> Option<usize> {
-    let n = tree.len().saturating_sub(1);
-    if k == 0 || n == 0 {
-        return None;
-    }
-    let mut pos = 0usize;
-    let mut step = 1usize << (usize::BITS - 1 - n.leading_zeros());
-    while step > 0 {
-        let next = pos + step;
-        if next <= n && u64::from(tree[next]) < k {
-            pos = next;
-            k -= u64::from(tree[next]);
-        }
-        step >>= 1;
-    }
-    // `pos` is the longest prefix with fewer than k elements: slot `pos` holds the k-th.
-    (pos < n).then_some(pos)
+pub fn find_kth(tree: &[u32], k: u64) -> Option<usize> {
+    descend(tree.len().saturating_sub(1), k, |node| u64::from(tree[node]))
 }
 
 /// The ring slot holding the `k`-th (1-based) element counted by `a` and not by `b`, where every
 /// element `b` counts `a` counts too (`b` a subset of `a`, over the same slots).
-pub fn find_kth_diff(a: &[u32], b: &[u32], mut k: u64) -> Option<usize> {
+pub fn find_kth_diff(a: &[u32], b: &[u32], k: u64) -> Option<usize> {
+    // Node `i` covers the same slots in both trees: the difference is the count there of the
+    // elements of `a` not in `b`.
     let n = a.len().min(b.len()).saturating_sub(1);
+    descend(n, k, |node| u64::from(a[node].wrapping_sub(b[node])))
+}
+
+/// The slot of the `k`-th element of a tree of `n` nodes whose node `i` counts `node(i)`.
+fn descend(n: usize, mut k: u64, node: impl Fn(usize) -> u64) -> Option<usize> {
     if k == 0 || n == 0 {
         return None;
     }
@@ -58,9 +50,7 @@ pub fn find_kth_diff(a: &[u32], b: &[u32], mut k: u64) -> Option<usize> {
     while step > 0 {
         let next = pos + step;
         if next <= n {
-            // Node `next` covers the same slots in both trees: the difference is the count of
-            // the elements of `a` not in `b` there.
-            let here = u64::from(a[next].wrapping_sub(b[next]));
+            let here = node(next);
             if here < k {
                 pos = next;
                 k -= here;
@@ -68,6 +58,7 @@ pub fn find_kth_diff(a: &[u32], b: &[u32], mut k: u64) -> Option<usize> {
         }
         step >>= 1;
     }
+    // `pos` is the longest prefix with fewer than k elements: slot `pos` holds the k-th.
     (pos < n).then_some(pos)
 }
 

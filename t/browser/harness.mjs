@@ -14,6 +14,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { after, before } from 'node:test';
 import puppeteer from 'puppeteer-core';
 
 export const NGINX = process.env.TEST_NGINX_BINARY;
@@ -157,4 +158,19 @@ export function launchChromium(profile) {
     ],
     protocolTimeout: 20000,
   });
+}
+
+// Chromium for the tests of one file: launched before them, closed (its profile removed) after.
+// `chromium.browser` is the browser while they run.
+export function chromiumForFile() {
+  const chromium = { browser: undefined, profile: undefined };
+  before(async () => {
+    chromium.profile = mkdtempSync(join(tmpdir(), 'wr-chromium-'));
+    chromium.browser = await launchChromium(chromium.profile);
+  });
+  after(async () => {
+    await chromium.browser?.close();
+    if (chromium.profile) rmSync(chromium.profile, { recursive: true, force: true });
+  });
+  return chromium;
 }

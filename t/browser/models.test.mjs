@@ -12,14 +12,13 @@
 //
 // Each test starts and stops its own nginx; see harness.mjs for what the tests need.
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CONF_HEAD, Visitor, launchChromium, startNginx } from './harness.mjs';
+import { CONF_HEAD, Visitor, chromiumForFile, startNginx } from './harness.mjs';
 
 const PHONE = { width: 375, height: 667 };
 // Long enough to wrap: the room's name is shown, in capitals, at the top of the page.
@@ -74,18 +73,8 @@ function axeSource() {
 }
 const AXE = axeSource();
 
-let browser;
-let profile;
 
-before(async () => {
-  profile = mkdtempSync(join(tmpdir(), 'wr-chromium-'));
-  browser = await launchChromium(profile);
-});
-
-after(async () => {
-  await browser?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
-});
+const chromium = chromiumForFile();
 
 // Waits until `check` gives a truthy value (an exception, as while the page navigates, counts
 // as no); fails after `ms`.
@@ -114,7 +103,7 @@ async function withNginx(zone, body) {
 // Runs `body(page, navigations)` in a browser context of its own, a page at a phone's size;
 // `navigations` collects the X-WR header of each of the page's document loads.
 async function withPage(body) {
-  const ctx = await browser.createBrowserContext();
+  const ctx = await chromium.browser.createBrowserContext();
   try {
     const page = await ctx.newPage();
     await page.setViewport(PHONE);

@@ -10,13 +10,10 @@
 // Each test gets its own nginx, on a free loopback port, and its own browser context (its own
 // cookies and localStorage); see harness.mjs for what they need.
 
-import { test, before, after, beforeEach, afterEach } from 'node:test';
+import { test, beforeEach, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CONF_HEAD, Visitor, launchChromium, startNginx } from './harness.mjs';
+import { CONF_HEAD, Visitor, chromiumForFile, startNginx } from './harness.mjs';
 
 // The room's timings. The heartbeat is long on purpose: within a test nothing but a page
 // loading (its request, and the heartbeat that heartbeat.js sends 1 s after) and another
@@ -79,8 +76,6 @@ const PAGE = (name, other, extra = '') => `<!DOCTYPE html>
 </html>
 `;
 
-let browser;
-let profile;
 let nginx; // this test's nginx: { base, dir, stop(), log() }
 let ctx; // this test's browser context
 
@@ -142,21 +137,13 @@ async function waitForApi(name, before, n, ms = 3000) {
   return apiCount(name) - before;
 }
 
-before(async () => {
-  profile = mkdtempSync(join(tmpdir(), 'wr-chromium-'));
-  browser = await launchChromium(profile);
-});
-
-after(async () => {
-  await browser?.close();
-  if (profile) rmSync(profile, { recursive: true, force: true });
-});
+const chromium = chromiumForFile();
 
 beforeEach(async () => {
   // An unload listener as well: another reason not to keep the page in the cache.
   const unload = "addEventListener('unload', function () {});";
   nginx = await startNginx(CONF, { 'a.html': PAGE('A', 'B'), 'b.html': PAGE('B', 'A', unload) });
-  ctx = await browser.createBrowserContext();
+  ctx = await chromium.browser.createBrowserContext();
 });
 
 afterEach(async () => {
