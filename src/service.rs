@@ -30,6 +30,7 @@ use crate::core::room::{
     Arrival, Client, Confirm, Entry, Poll, Room as Tables, SessionRef, Snapshot, Swept, TicketRef,
 };
 use crate::core::token::{client_tag, room_tag, Kind, Signer, Token, TokenCache};
+pub use crate::pages::Place;
 use crate::persist::{self, StateFile, Tags};
 use crate::shm::{self, Zone};
 
@@ -101,32 +102,6 @@ pub enum Outcome {
     /// The room stands by while another nginx runs it (a binary upgrade): no place is given
     /// until it takes over, in a few seconds.
     Held { queue_length: u64 },
-}
-
-/// Where a visitor in line stands, for the page and the API.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Place {
-    /// The place in line; when the turn is drawn at random, the most people who may go first.
-    pub position: u64,
-    pub queue_length: u64,
-    /// Expected seconds until the turn comes (`None` while the pace is unknown); when drawn at
-    /// random, the expected wait, and `eta_max` the longest.
-    pub eta: Option<u64>,
-    pub eta_max: Option<u64>,
-    /// How many waiting people the turn is drawn among at random; 0 for a place in line.
-    pub draw: u64,
-    /// Seconds until the event starts, while it has not.
-    pub starts_in: Option<u64>,
-}
-
-impl Place {
-    /// How often the visitor's page should check again.
-    pub fn refresh_seconds(&self, claim_window_ms: u64) -> u64 {
-        match self.starts_in {
-            Some(s) => crate::pages::refresh_before_start(s),
-            None => crate::pages::refresh_seconds(self.position, self.eta, claim_window_ms),
-        }
-    }
 }
 
 /// How a visitor leaves (see [`Room::leave`]).

@@ -171,18 +171,8 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 r,
                 Verdict { status: Some("QUEUED"), position: Some(position), ..Verdict::default() },
             );
-            let view = QueueView {
-                room: &room.name,
-                position,
-                queue_length,
-                eta_seconds: None,
-                eta_max_seconds: None,
-                draw: 0,
-                starts_in: None,
-                refresh_seconds: HELD_REFRESH_SECONDS,
-                api: lcf.api(),
-                arrival: false,
-            };
+            let place = Place { position, queue_length, ..Place::default() };
+            let view = view(room, lcf, &place, HELD_REFRESH_SECONDS, false);
             let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
             respond(r, lcf.queue_status, HELD_REFRESH_SECONDS, body.as_bytes())
         }
@@ -260,18 +250,7 @@ fn view<'a>(
     refresh_seconds: u64,
     arrival: bool,
 ) -> QueueView<'a> {
-    QueueView {
-        room: &room.name,
-        position: place.position,
-        queue_length: place.queue_length,
-        eta_seconds: place.eta,
-        eta_max_seconds: place.eta_max,
-        draw: place.draw,
-        starts_in: place.starts_in,
-        refresh_seconds,
-        api: lcf.api(),
-        arrival,
-    }
+    QueueView { room: &room.name, place: *place, refresh_seconds, api: lcf.api(), arrival }
 }
 
 /// Whether a `waiting_room_crawler` condition names the request a crawler's.

@@ -34,17 +34,36 @@ pub const OVER_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta char
 <main><h1>The event is over</h1><p>This event has ended and nobody new can join it. Thank you \
 for your interest.</p></main></body></html>\n";
 
-/// What the queue page shows one visitor.
-pub struct QueueView<'a> {
-    pub room: &'a str,
+/// Where a visitor in line stands, for the page and the API.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Place {
+    /// The place in line; when the turn is drawn at random, the most people who may go first.
     pub position: u64,
     pub queue_length: u64,
-    pub eta_seconds: Option<u64>,
-    /// When the turn is drawn at random: the longest wait, and how many are in the draw.
-    pub eta_max_seconds: Option<u64>,
+    /// Expected seconds until the turn comes (`None` while the pace is unknown); when drawn at
+    /// random, the expected wait, and `eta_max` the longest.
+    pub eta: Option<u64>,
+    pub eta_max: Option<u64>,
+    /// How many waiting people the turn is drawn among at random; 0 for a place in line.
     pub draw: u64,
     /// Seconds until the event starts, while it has not.
     pub starts_in: Option<u64>,
+}
+
+impl Place {
+    /// How often the visitor's page should check again.
+    pub fn refresh_seconds(&self, claim_window_ms: u64) -> u64 {
+        match self.starts_in {
+            Some(s) => refresh_before_start(s),
+            None => refresh_seconds(self.position, self.eta, claim_window_ms),
+        }
+    }
+}
+
+/// What the queue page shows one visitor.
+pub struct QueueView<'a> {
+    pub room: &'a str,
+    pub place: Place,
     pub refresh_seconds: u64,
     pub api: &'a str,
     /// The visitor has just arrived and has no place yet: the page asks at once (taking the
@@ -143,16 +162,17 @@ pub fn countdown(s: u64) -> String {
 
 /// The queue page for `v`, from `template` (the default page or a site's own).
 pub fn queue_page(template: &str, v: &QueueView) -> String {
+    let p = &v.place;
     fill(template, |name| {
         Some(match name {
             "ROOM" => escape(v.room),
-            "POSITION" => v.position.to_string(),
-            "QUEUE_LENGTH" => v.queue_length.to_string(),
-            "ETA_TEXT" => eta_text(v.eta_seconds),
-            "ETA_SECONDS" => v.eta_seconds.map(|s| s.to_string()).unwrap_or_default(),
-            "ETA_MAX_SECONDS" => v.eta_max_seconds.map(|s| s.to_string()).unwrap_or_default(),
+            "POSITION" => p.position.to_string(),
+            "QUEUE_LENGTH" => p.queue_length.to_string(),
+            "ETA_TEXT" => eta_text(p.eta),
+            "ETA_SECONDS" => p.eta.map(|s| s.to_string()).unwrap_or_default(),
+            "ETA_MAX_SECONDS" => p.eta_max.map(|s| s.to_string()).unwrap_or_default(),
             // A bound, so rounded up: never "at most 1 minute" for 89 seconds.
-            "ETA_MAX_TEXT" => match v.eta_max_seconds {
+            "ETA_MAX_TEXT" => match p.eta_max {
                 Some(s) if s < 60 => " (at most a minute)".into(),
                 Some(s) if s <= 5400 => {
                     let m = s.div_ceil(60);
@@ -162,20 +182,20 @@ pub fn queue_page(template: &str, v: &QueueView) -> String {
                 None => String::new(),
             },
             // Before the start: in which order the line goes in then.
-            "ORDER_TEXT" => if v.draw > 0 {
+            "ORDER_TEXT" => if p.draw > 0 {
                 "At the start, turns are drawn at random: arriving early does not change your \
                  chance."
             } else {
                 "At the start, people go in in the order they arrived."
             }
             .into(),
-            "DRAW" => v.draw.to_string(),
-            "STARTS_IN" => v.starts_in.map(|s| s.to_string()).unwrap_or_default(),
-            "STARTS_IN_TEXT" => v.starts_in.map(countdown).unwrap_or_default(),
+            "DRAW" => p.draw.to_string(),
+            "STARTS_IN" => p.starts_in.map(|s| s.to_string()).unwrap_or_default(),
+            "STARTS_IN_TEXT" => p.starts_in.map(countdown).unwrap_or_default(),
             // Which of the page's three headlines shows: a place in line, a draw, a countdown.
-            "PLACE_HIDDEN" => hidden(v.draw > 0 || v.starts_in.is_some()),
-            "DRAW_HIDDEN" => hidden(v.draw == 0 || v.starts_in.is_some()),
-            "SOON_HIDDEN" => hidden(v.starts_in.is_none()),
+            "PLACE_HIDDEN" => hidden(p.draw > 0 || p.starts_in.is_some()),
+            "DRAW_HIDDEN" => hidden(p.draw == 0 || p.starts_in.is_some()),
+            "SOON_HIDDEN" => hidden(p.starts_in.is_none()),
             "REFRESH" => v.refresh_seconds.to_string(),
             "API" => escape(v.api),
             "API_JS" => escape_js(v.api),
@@ -221,12 +241,7 @@ mod tests {
     fn the_default_page_is_filled_completely() {
         let v = QueueView {
             room: "shop<1>",
-            position: 12,
-            queue_length: 340,
-            eta_seconds: None,
-            eta_max_seconds: None,
-            draw: 0,
-            starts_in: None,
+            place: Place { position: 12, queue_length: 340, ..Place::default() },
             refresh_seconds: 5,
             api: "/_wr/",
             arrival: true,
@@ -256,12 +271,14 @@ mod tests {
     fn event_view(draw: u64, starts_in: Option<u64>) -> QueueView<'static> {
         QueueView {
             room: "spring-sale-2026-tickets-for-everyone",
-            position: 1200,
-            queue_length: 4567,
-            eta_seconds: Some(725),
-            eta_max_seconds: if draw > 0 { Some(1441) } else { None },
-            draw,
-            starts_in,
+            place: Place {
+                position: 1200,
+                queue_length: 4567,
+                eta: Some(725),
+                eta_max: if draw > 0 { Some(1441) } else { None },
+                draw,
+                starts_in,
+            },
             refresh_seconds: 30,
             api: "/_wr/",
             arrival: false,
@@ -305,7 +322,8 @@ mod tests {
     #[test]
     fn the_longest_wait_is_rounded_up() {
         let text = |s| {
-            let v = QueueView { eta_max_seconds: Some(s), ..event_view(5, None) };
+            let mut v = event_view(5, None);
+            v.place.eta_max = Some(s);
             queue_page("{{ETA_MAX_TEXT}}", &v)
         };
         assert_eq!(text(0), " (at most a minute)");
