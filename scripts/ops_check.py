@@ -12,8 +12,9 @@ Arrivals come in a burst and then steadily, so that the line exists throughout.
 
 Operations, each followed by some seconds of load: (a) reload raising max_active,
 (b) reload lowering it, (c) reload changing the zone's size, (d) a reload that fails (a
-`listen` on a port this script holds), (e) stop and start, (f) binary upgrade (USR2, WINCH,
-QUIT). Restart and upgrade can only keep the room with a state file (`state=` of
+`listen` on a port this script holds), (l) run-time changes from the control location
+(max_active raised by 5 and the line held with mode=queue for 2 s, then mode=normal), (e) stop
+and start, (f) binary upgrade (USR2, WINCH, QUIT). Restart and upgrade can only keep the room with a state file (`state=` of
 waiting_room_zone): when the build does not take it, they are reported as not supported by this
 build (and still run and measured, unless --skip-unsupported).
 
@@ -85,7 +86,7 @@ HEARTBEAT = 5.0
 CLAIM_WINDOW = 10.0
 GRACE = 2.0
 
-OPS = ("raise", "lower", "zone", "failed", "restart", "upgrade")
+OPS = ("raise", "lower", "zone", "failed", "live", "restart", "upgrade")
 # The operations that can keep the room only with a state file.
 NEED_STATE = ("restart", "upgrade")
 
@@ -214,6 +215,11 @@ http {{
         }}
         location = /waiting_room_status {{
             waiting_room_status {ROOM};
+            allow 127.0.0.1;
+            deny all;
+        }}
+        location = /waiting_room_control {{
+            waiting_room_control {ROOM};
             allow 127.0.0.1;
             deny all;
         }}
@@ -952,6 +958,36 @@ async def op_failed(run, op):
         ngx.write()  # the good configuration again, on disk
 
 
+def control(ngx, change):
+    """POSTs `change` to the room's control location; its answer (the settings in force)."""
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{ngx.port}/waiting_room_control",
+                                 data=json.dumps(change).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=5) as r:
+        return json.load(r)
+
+
+async def op_live(run, op):
+    ngx = run.ngx
+    want = ngx.max_active + 5
+    s = await to_thread(control, ngx, {"max_active": want, "mode": "queue"})
+    if (s.get("max_active"), s.get("mode")) != (want, "queue"):
+        raise RuntimeError(f"the control location answered {s}")
+    op["notes"].append(f"max_active {ngx.max_active}->{want} and mode=queue at run time")
+    ngx.max_active = want
+    op["max_active_after"] = want
+    await asyncio.sleep(2.0)
+    s = await to_thread(control, ngx, {"mode": "normal"})
+    if s.get("mode") != "normal":
+        raise RuntimeError(f"the control location answered {s}")
+    op["notes"].append(f"mode=normal {run.now() - op['t_start']:.1f}s after")
+    st = await run.status_where(lambda s: s["max_sessions"] == want, 5)
+    if st is None:
+        op["problems"].append(f"max_sessions never showed {want} after the change")
+
+
 async def op_restart(run, op):
     ngx = run.ngx
     master = ngx.pid()
@@ -1019,6 +1055,7 @@ OP_INFO = {
     "lower": ("(b) reload max_active 30->10", op_lower),
     "zone": ("(c) reload zone size 1m->2m", op_zone),
     "failed": ("(d) reload that fails (port held)", op_failed),
+    "live": ("(l) live: max_active +5, queue 2 s", op_live),
     "restart": ("(e) stop and start", op_restart),
     "upgrade": ("(f) binary upgrade (USR2)", op_upgrade),
 }
