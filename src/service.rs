@@ -551,7 +551,7 @@ pub fn setting_text(s: &control::Settings, name: &str) -> String {
         "max_active" => s.max_active.to_string(),
         "mode" => s.mode().name().to_owned(),
         "model" => s.model().name().to_owned(),
-        "rate" if s.rate_per_minute == 0 => "off".to_owned(),
+        "rate" if s.rate_per_minute == 0 => "none".to_owned(),
         "rate" => control::rate_text(s.rate_per_minute),
         "start" => control::time_text(s.start),
         "end" => control::time_text(s.end),
