@@ -505,7 +505,7 @@ fn decide_locked(
                     return Some(Outcome::Queued {
                         position,
                         queue_length: rm.queue_length(),
-                        eta: rm.eta_seconds(position),
+                        eta: rm.eta_seconds(position, t, None),
                         new_ticket: None,
                     });
                 }
@@ -522,7 +522,7 @@ fn decide_locked(
                     return Some(Outcome::Queued {
                         position,
                         queue_length: rm.queue_length(),
-                        eta: rm.eta_seconds(position),
+                        eta: rm.eta_seconds(position, t, None),
                         new_ticket: Some(ticket),
                     });
                 }
@@ -543,7 +543,7 @@ fn decide_locked(
             arrival,
             position,
             queue_length: rm.queue_length(),
-            eta: rm.eta_seconds(position),
+            eta: rm.eta_seconds(position, t, None),
         },
         Entry::Full => Outcome::Full { queue_length: rm.queue_length() },
         Entry::Limited => Outcome::Limited,
@@ -580,7 +580,7 @@ fn decide_standing_by(
                 Some(position) => Some(Outcome::Queued {
                     position,
                     queue_length,
-                    eta: rm.eta_seconds(position),
+                    eta: rm.eta_seconds(position, t, None),
                     new_ticket: None,
                 }),
                 None => Some(Outcome::Held { queue_length }),

@@ -1,6 +1,7 @@
 //! Unit and property tests of the core.
 
 mod image;
+mod pace;
 mod people;
 mod room;
 mod token;
