@@ -360,6 +360,7 @@ class Visitor:
     t_eta_first: float | None = None
     refresh: float = 5.0
     etas: list = field(default_factory=list)  # (when received, eta_seconds), non-null only
+    eta_positions: list = field(default_factory=list)  # the position told with each of etas
     last_queued_sent: float | None = None  # when the last poll answered "queued" was sent
     polls: int = 0
     t_admit_sent: float | None = None
@@ -464,14 +465,15 @@ class Sim:
                 # The answer of the queue page's question.
                 d = json.loads(r.body)
                 v.refresh = float(d.get("refresh_seconds") or 5)
-                eta = d.get("eta_seconds")
+                eta, position = d.get("eta_seconds"), d.get("position")
             else:
                 v.refresh = float(r.header("retry-after") or 5)
                 m = re.search(rb'id="eta" data-s="(\d+)"', r.body)
-                eta = int(m.group(1)) if m else None
+                eta, position = (int(m.group(1)) if m else None), None
             if eta is not None:
                 v.eta_first, v.t_eta_first = int(eta), r.received
                 v.etas.append((r.received, v.eta_first))
+                v.eta_positions.append(position)
             await self.wait_in_line(v, conn, jar, rng)
         except Exception as e:  # noqa: BLE001 - every failure is recorded and reported
             v.error = f"{type(e).__name__}: {e}"
@@ -501,6 +503,7 @@ class Sim:
                 v.last_queued_sent = r.sent
                 if j.get("eta_seconds") is not None:
                     v.etas.append((r.received, int(j["eta_seconds"])))
+                    v.eta_positions.append(j.get("position"))
                     if v.eta_first is None:
                         v.eta_first, v.t_eta_first = v.etas[-1][1], r.received
                 v.refresh = float(j.get("refresh_seconds") or 5)
@@ -989,10 +992,17 @@ def main():
     result["wall_seconds"] = round(time.monotonic() - started, 1)
     result["status_samples"] = samples
     cols = ["n", "ticket", "arrive", "t_ticket", "t_admit", "outcome", "end", "refresh", "polls",
-            "eta_first", "t_eta_first", "t_leave_sent", "last_sent"]
+            "eta_first", "t_eta_first", "t_leave_sent", "last_sent", "etas", "eta_positions"]
+
+    def cell(x):
+        if isinstance(x, float):
+            return round(x, 3)
+        if isinstance(x, list):
+            return [[round(y[0], 3), y[1]] if isinstance(y, tuple) else y for y in x]
+        return x
+
     result["visitors"] = {"columns": cols, "rows": [
-        [round(x, 3) if isinstance(x, float) else x for x in (getattr(v, c) for c in cols)]
-        for v in visitors]}
+        [cell(getattr(v, c)) for c in cols] for v in visitors]}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(result, f, indent=1)
