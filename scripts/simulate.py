@@ -8,8 +8,15 @@ browses for a while (page loads and heartbeats, as heartbeat.js sends them), the
 POST /_wr/leave or simply goes away (its slot is freed when the session goes idle). Some
 visitors give up while waiting.
 
+A slowing origin (--slowdown F --slow-after S): visitors admitted S seconds or more after the
+opening browse F times longer, so the room's pace drops while people wait; the visitors behave
+as before otherwise.
+
 Measured: the most sessions live at once (from the status endpoint, and from the visitors' own
-account), admissions out of ticket order, waits, the accuracy of the wait estimates; a chart
+account), admissions out of ticket order, waits, the accuracy of the wait estimates (for the
+visitors admitted from the queue, the relative error (estimate - real wait) / real wait of the
+first estimate each saw and of every estimate seen, each poll's against the wait that was really
+left; median signed and median absolute); a chart
 and a JSON summary are written. Exits 1 when the room admitted more than its capacity or out of
 order, 2 when the run itself failed.
 
@@ -69,6 +76,11 @@ def parse_args():
     a("--queue-timeout", type=int, default=env("SIM_QUEUE_TIMEOUT", 30, int))
     a("--browse-min", type=float, default=env("SIM_BROWSE_MIN", 5.0, float))
     a("--browse-max", type=float, default=env("SIM_BROWSE_MAX", 30.0, float))
+    a("--slowdown", type=float, default=env("SIM_SLOWDOWN", 1.0, float),
+      help="a slowing origin: visitors admitted --slow-after seconds or more after the opening "
+           "browse this many times longer (1: a steady origin), so the room's pace drops")
+    a("--slow-after", type=float, default=env("SIM_SLOW_AFTER", 60.0, float),
+      help="seconds after the opening from which --slowdown applies (60)")
     a("--png", default=env("SIM_PNG", "target/simulate.png"))
     a("--json", default=env("SIM_JSON", "target/simulate.json"))
     args = p.parse_args()
@@ -80,6 +92,8 @@ def parse_args():
         p.error("heartbeat must be shorter than idle")
     if args.browse_min > args.browse_max or args.browse_min < 0:
         p.error("browse-min must be between 0 and browse-max")
+    if args.slowdown <= 0 or args.slow_after < 0:
+        p.error("slowdown must be positive and slow-after not negative")
     args.duration = min(args.duration, 1800.0)
     return args
 
@@ -346,6 +360,7 @@ class Visitor:
     t_eta_first: float | None = None
     refresh: float = 5.0
     etas: list = field(default_factory=list)  # (when received, eta_seconds), non-null only
+    eta_positions: list = field(default_factory=list)  # the position told with each of etas
     last_queued_sent: float | None = None  # when the last poll answered "queued" was sent
     polls: int = 0
     t_admit_sent: float | None = None
@@ -450,14 +465,15 @@ class Sim:
                 # The answer of the queue page's question.
                 d = json.loads(r.body)
                 v.refresh = float(d.get("refresh_seconds") or 5)
-                eta = d.get("eta_seconds")
+                eta, position = d.get("eta_seconds"), d.get("position")
             else:
                 v.refresh = float(r.header("retry-after") or 5)
                 m = re.search(rb'id="eta" data-s="(\d+)"', r.body)
-                eta = int(m.group(1)) if m else None
+                eta, position = (int(m.group(1)) if m else None), None
             if eta is not None:
                 v.eta_first, v.t_eta_first = int(eta), r.received
                 v.etas.append((r.received, v.eta_first))
+                v.eta_positions.append(position)
             await self.wait_in_line(v, conn, jar, rng)
         except Exception as e:  # noqa: BLE001 - every failure is recorded and reported
             v.error = f"{type(e).__name__}: {e}"
@@ -487,6 +503,7 @@ class Sim:
                 v.last_queued_sent = r.sent
                 if j.get("eta_seconds") is not None:
                     v.etas.append((r.received, int(j["eta_seconds"])))
+                    v.eta_positions.append(j.get("position"))
                     if v.eta_first is None:
                         v.eta_first, v.t_eta_first = v.etas[-1][1], r.received
                 v.refresh = float(j.get("refresh_seconds") or 5)
@@ -510,7 +527,9 @@ class Sim:
 
     async def browse(self, v, conn, jar, rng):
         a = self.args
-        end = v.t_admit + v.browse
+        # A slowing origin: those admitted late take longer over the same visit.
+        slow = a.slowdown if v.t_admit >= a.slow_after else 1.0
+        end = v.t_admit + v.browse * slow
         next_page = v.t_admit + rng.uniform(2, 6)
         next_beat = v.t_admit + 1  # heartbeat.js beats a second after load, then regularly
         while True:
@@ -720,6 +739,16 @@ def analyse(args, sim, visitors, cancelled):
             real = v.t_admit - late[0]
             warm_abs.append(abs(late[1] - real))
             warm_rel.append(abs(late[1] - real) / max(real, 1.0))
+    # Relative errors, (estimate - real remaining wait) / real remaining wait (real at least
+    # 1 s), of the first estimate each visitor saw and of every estimate seen (each poll's),
+    # against the moment the visitor was told it was admitted.
+    first_rel, all_rel = [], []
+    for v in admitted_q:
+        for i, (t, e) in enumerate(v.etas):
+            rel = (e - (v.t_admit - t)) / max(v.t_admit - t, 1.0)
+            all_rel.append(rel)
+            if i == 0:
+                first_rel.append(rel)
     # Those still waiting when the run ended: an estimate that promised admission before the
     # end (with a poll interval to spare) was too short by at least the difference.
     eta_missed = [v for v in visitors if v.kind == "queued" and v.outcome == "waiting"
@@ -744,7 +773,8 @@ def analyse(args, sim, visitors, cancelled):
     result = {
         "config": {k: getattr(args, k) for k in (
             "visitors", "burst", "capacity", "abandon", "leave", "seed", "duration",
-            "claim_window", "idle", "heartbeat", "queue_timeout", "browse_min", "browse_max")},
+            "claim_window", "idle", "heartbeat", "queue_timeout", "browse_min", "browse_max",
+            "slowdown", "slow_after")},
         "run_seconds": round(sim.now(), 1),
         "outcomes": outcomes,
         "admitted_directly": sum(1 for v in visitors if v.kind == "direct"),
@@ -773,6 +803,12 @@ def analyse(args, sim, visitors, cancelled):
             "warm_n": len(warm_abs),
             "warm_median_abs_error_s": r(quantile(warm_abs, 0.5)),
             "warm_median_rel_error": r(quantile(warm_rel, 0.5), 3),
+            "first_rel_n": len(first_rel),
+            "first_median_rel_signed": r(quantile(first_rel, 0.5), 3),
+            "first_median_rel_abs": r(quantile([abs(x) for x in first_rel], 0.5), 3),
+            "all_rel_n": len(all_rel),
+            "all_median_rel_signed": r(quantile(all_rel, 0.5), 3),
+            "all_median_rel_abs": r(quantile([abs(x) for x in all_rel], 0.5), 3),
             "still_waiting_past_estimate": len(eta_missed),
             "visitors_never_given_estimate": sum(
                 1 for v in admitted_q if v.eta_first is None),
@@ -824,7 +860,9 @@ def chart(path, args, result, samples, series, admitted_q):
     c = result["config"]
     fig.suptitle(f"Flash sale: {c['visitors']} visitors over {c['burst']:g}s, room of "
                  f"{c['capacity']} (claim {c['claim_window']}s, idle {c['idle']}s); "
-                 f"abandon {c['abandon']:.0%}, leave {c['leave']:.0%}, seed {c['seed']}",
+                 f"abandon {c['abandon']:.0%}, leave {c['leave']:.0%}, seed {c['seed']}"
+                 + (f"; browsing x{c['slowdown']:g} from {c['slow_after']:g}s"
+                    if c["slowdown"] != 1 else ""),
                  fontsize=11)
 
     ax1.plot(t, [s["queue_length"] for s in samples], color="tab:blue", label="queue length (status)")
@@ -883,7 +921,9 @@ def print_summary(result, png, js):
     print(f"  visitors {c['visitors']} over {c['burst']:g}s, capacity {c['capacity']}, "
           f"claim_window {c['claim_window']}s, idle {c['idle']}s, heartbeat {c['heartbeat']}s, "
           f"queue_timeout {c['queue_timeout']}s, abandon {c['abandon']:.0%}, leave {c['leave']:.0%}, "
-          f"seed {c['seed']}, run {result['run_seconds']}s (visitors stop at {c['duration']:g}s)")
+          f"seed {c['seed']}, run {result['run_seconds']}s (visitors stop at {c['duration']:g}s)"
+          + (f", browsing x{c['slowdown']:g} for those admitted from {c['slow_after']:g}s"
+             if c["slowdown"] != 1 else ""))
     print(f"  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(result["outcomes"].items())))
     print(f"  admitted directly {result['admitted_directly']}, from the queue {result['admitted_from_queue']}; "
           f"sessions ended: " + ", ".join(f"{k} {v}" for k, v in sorted(result["sessions_ended"].items())))
@@ -902,6 +942,13 @@ def print_summary(result, png, js):
           f"{f(e['p90_abs_error_s'], 's')}; still waiting past their estimate at the end: "
           f"{e['still_waiting_past_estimate']}; admitted without ever an estimate: "
           f"{e['visitors_never_given_estimate']}")
+    def pct(x, sign="+"):
+        return "n/a" if x is None else format(x, sign + ".0%")
+
+    print(f"  estimate error, (eta - real) / real, visitors admitted from the queue: first estimate "
+          f"median {pct(e['first_median_rel_signed'])} (abs {pct(e['first_median_rel_abs'], '')}, "
+          f"{e['first_rel_n']} visitors); all estimates median {pct(e['all_median_rel_signed'])} "
+          f"(abs {pct(e['all_median_rel_abs'], '')}, {e['all_rel_n']} polls)")
     if e["warm_n"]:
         print(f"  estimate, first one given {e['warm_after_s']:g}s or more after the opening, "
               f"{e['warm_n']} visitors: median abs error {f(e['warm_median_abs_error_s'], 's')}, "
@@ -945,10 +992,17 @@ def main():
     result["wall_seconds"] = round(time.monotonic() - started, 1)
     result["status_samples"] = samples
     cols = ["n", "ticket", "arrive", "t_ticket", "t_admit", "outcome", "end", "refresh", "polls",
-            "eta_first", "t_eta_first", "t_leave_sent", "last_sent"]
+            "eta_first", "t_eta_first", "t_leave_sent", "last_sent", "etas", "eta_positions"]
+
+    def cell(x):
+        if isinstance(x, float):
+            return round(x, 3)
+        if isinstance(x, list):
+            return [[round(y[0], 3), y[1]] if isinstance(y, tuple) else y for y in x]
+        return x
+
     result["visitors"] = {"columns": cols, "rows": [
-        [round(x, 3) if isinstance(x, float) else x for x in (getattr(v, c) for c in cols)]
-        for v in visitors]}
+        [cell(getattr(v, c)) for c in cols] for v in visitors]}
     os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
     with open(args.json, "w") as f:
         json.dump(result, f, indent=1)

@@ -619,7 +619,7 @@ fn decide_open(
                     return Some(Outcome::Admitted { session, waited: Some(waited_ms / 1000) });
                 }
                 Poll::Waiting { position } => {
-                    let place = place(rm, Some(ticket), position);
+                    let place = place(rm, Some(ticket), position, t);
                     return Some(Outcome::Queued { place, new_ticket: None });
                 }
                 Poll::Lost => {}
@@ -632,7 +632,7 @@ fn decide_open(
                     return Some(Outcome::Admitted { session, waited: Some(waited_ms / 1000) });
                 }
                 Confirm::Ticket(ticket, Poll::Waiting { position }) => {
-                    let place = place(rm, Some(ticket), position);
+                    let place = place(rm, Some(ticket), position, t);
                     return Some(Outcome::Queued { place, new_ticket: Some(ticket) });
                 }
                 Confirm::Full => return Some(Outcome::Full { queue_length: rm.queue_length() }),
@@ -651,7 +651,7 @@ fn decide_open(
     Some(match rm.enter(now_ms, t, client) {
         Entry::Admitted(session) => Outcome::Admitted { session, waited: None },
         Entry::Arrived { arrival, position } => {
-            Outcome::Arrived { arrival, place: place(rm, None, position) }
+            Outcome::Arrived { arrival, place: place(rm, None, position, t) }
         }
         Entry::Full => Outcome::Full { queue_length: rm.queue_length() },
         Entry::Limited => Outcome::Limited,
@@ -663,7 +663,7 @@ fn decide_open(
 }
 
 /// Where the holder of `ticket` (or a newcomer, at the back) stands at `position`.
-fn place(rm: &Tables, ticket: Option<TicketRef>, position: u64) -> Place {
+fn place(rm: &Tables, ticket: Option<TicketRef>, position: u64, t: &Timing) -> Place {
     let draw = match ticket {
         Some(t) => rm.draw_among(t),
         None if rm.newcomers_drawn() => position.saturating_sub(rm.front_length()),
@@ -681,8 +681,8 @@ fn place(rm: &Tables, ticket: Option<TicketRef>, position: u64) -> Place {
     Place {
         position,
         queue_length: rm.queue_length(),
-        eta: later(rm.eta_seconds(expected)),
-        eta_max: if draw > 0 { later(rm.eta_seconds(position)) } else { None },
+        eta: later(rm.eta_seconds(expected, t)),
+        eta_max: if draw > 0 { later(rm.eta_seconds(position, t)) } else { None },
         draw,
         starts_in,
     }
@@ -716,7 +716,7 @@ fn decide_standing_by(
             let ticket = TicketRef { number, visitor };
             match rm.position(ticket) {
                 Some(position) => Some(Outcome::Queued {
-                    place: place(rm, Some(ticket), position),
+                    place: place(rm, Some(ticket), position, t),
                     new_ticket: None,
                 }),
                 None => Some(Outcome::Held { queue_length }),

@@ -359,9 +359,9 @@ ok(keys %pids >= 2, 'requests served by both workers');
 # the variables, in the access log
 
 like($log, qr!^fresh\d+ / 200 ADMITTED - - \d+$!m, 'log: ADMITTED');
-like($log, qr!^fresh\d+ / 200 QUEUED \d+ - \d+$!m, 'log: QUEUED');
+like($log, qr!^fresh\d+ / 200 QUEUED \d+ \d+ \d+$!m, 'log: QUEUED');
 like($log, qr!^in1 /page.html 200 PASSED - - \d+$!m, 'log: PASSED');
-like($log, qr!^again /page.html 200 QUEUED \d+ - \d+$!m, 'log: QUEUED again');
+like($log, qr!^again /page.html 200 QUEUED \d+ \d+ \d+$!m, 'log: QUEUED again');
 like($log, qr!^tiny-full /tiny/page.html 503 REJECTED - - \d+$!m,
 	'log: REJECTED');
 like($log, qr!^open /open/page.html 200 - - - \d+$!m, 'log: open');

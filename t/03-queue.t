@@ -236,7 +236,8 @@ my ($retry) = $r =~ /^Retry-After: (\d+)/mi;
 ok($retry && $retry >= 1 && $retry <= 30, 'page: Retry-After');
 like($r, qr!You are number <strong id="pos">2</strong> in line!, 'page: text');
 like($r, qr!<dd id="len">4</dd>!, 'page: queue length');
-like($r, qr!being measured!, 'page: wait not known yet');
+like($r, qr!<dd id="eta" data-s="\d+">about \d+ minutes?<!,
+	'page: a wait estimated from the configuration');
 like($r, qr!var api='/_wr/'!, 'page: api');
 like($r, qr!content="$retry"!, 'page: refresh matches Retry-After');
 unlike($r, qr/\{\{/, 'page: all placeholders filled');
@@ -250,9 +251,11 @@ is(wr($r), 'ADMITTED', 'tpl: first in');
 
 $r = get('/tpl/page.html');
 is(code($r), 429, 'tpl: queue status 429');
-is(body($r), "ROOM=tpl POS=1 LEN=1 ETA=being measured| REFRESH=5 "
-	. "API=/tpl-api/ UNKNOWN={{NOPE}} {{\n", 'tpl: placeholders');
-like($r, qr/^Retry-After: 5\x0d?$/mi, 'tpl: Retry-After');
+# before anyone has left, the estimate comes from the configuration: a visit of
+# 1.5 x idle (90s) and a sixth of claim_window (30s), for the one slot: 140s
+like(body($r), qr{^ROOM=tpl\ POS=1\ LEN=1\ ETA=about\ 2\ minutes\|1[45]\d\ REFRESH=10
+	\ API=/tpl-api/\ UNKNOWN=\{\{NOPE\}\}\ \{\{\n\z}x, 'tpl: placeholders');
+like($r, qr/^Retry-After: 10\x0d?$/mi, 'tpl: Retry-After');
 like($r, qr/^Cache-Control: no-store/mi, 'tpl: no-store');
 my $tc = cookie($r, 'tpl');
 ok($tc, 'tpl: ticket');

@@ -23,7 +23,7 @@ use super::layout::{
     People, TicketSlot, CALLED, FREE, KEY_MAX, LAPSED, RECALLED, RETURNED, UNCONFIRMED, WAITING,
 };
 use super::room::Room;
-use super::stats::Counters;
+use super::stats::{Counters, Pace};
 
 const IMAGE_MAGIC: u64 = u64::from_le_bytes(*b"ngxWRimg");
 /// Bump whenever a record of the image changes, and keep reading the older ones.
@@ -72,8 +72,10 @@ struct ImageHeadV2 {
 struct ImageHead {
     v2: ImageHeadV2,
     /// The settings in force and the configuration's, the lottery's draw and the counters of
-    /// run-time control; `None` in older images.
+    /// run-time control; not in older images.
     control: Control,
+    /// The pace the slots turn over at, for the estimate; not in older images.
+    pace: Pace,
 }
 
 #[repr(C)]
@@ -177,7 +179,7 @@ struct Reader<'i> {
 impl Reader<'_> {
     /// The head, and whether it carries the room's control block.
     fn head(&self) -> Option<(ImageHead, bool)> {
-        let older = |v2| (ImageHead { v2, control: Control::default() }, false);
+        let older = |v2| (ImageHead { v2, control: Control::default(), pace: Pace::new() }, false);
         match self.version {
             1 => read::<ImageHeadV1>(self.image, 0)
                 .map(|v1| older(ImageHeadV2 { v1, people: People::default() })),
@@ -300,7 +302,11 @@ impl Room<'_> {
             key: h.key,
             stats: h.stats,
         };
-        let head = ImageHead { v2: ImageHeadV2 { v1, people: h.people }, control: h.control };
+        let head = ImageHead {
+            v2: ImageHeadV2 { v1, people: h.people },
+            control: h.control,
+            pace: h.pace,
+        };
         write(out, 0, &head)?;
         Some(at)
     }
@@ -321,6 +327,7 @@ impl Room<'_> {
         (h.head, h.tail, h.live, h.ticket_sweep, h.last_sweep, h.session_sweep) =
             (0, 0, 0, 0, 0, 0);
         h.stats = Counters::default();
+        h.pace = Pace::new();
         h.people = People::default();
         h.people_logged = People::default();
         h.people_logged_at = 0;
@@ -480,6 +487,7 @@ impl Room<'_> {
             c.draw_mark = c.draw_mark.min(h.tail);
             let live = c.live;
             hdr.control = c;
+            hdr.pace = full.pace.rebased();
             self.put_settings(live);
         }
         Ok(Imported { sessions: h.sessions as u32, tickets: h.tickets })

@@ -34,11 +34,11 @@ use core::mem::{align_of, size_of};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::control::Control;
-use super::stats::Counters;
+use super::stats::{Counters, Pace};
 
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ngxWRoom");
 /// Bump whenever the layout of any `#[repr(C)]` struct here changes.
-pub const LAYOUT_VERSION: u32 = 8;
+pub const LAYOUT_VERSION: u32 = 9;
 /// Longest random key kept in the region.
 pub const KEY_MAX: usize = 64;
 /// The smallest queue a region may hold.
@@ -235,6 +235,8 @@ pub(super) struct Header {
     pub people_logged: People,
     pub people_logged_at: u64,
     pub control: Control,
+    /// How fast the slots turn over, for the wait estimate.
+    pub pace: Pace,
 }
 
 /// What the room turned away or let lapse because it was not a person who wants in: counted

@@ -27,7 +27,7 @@ use super::layout::{
     TicketSlot, Timing, ADOPT_SPAN, CALLED, FREE, KEY_MAX, LAPSED, LAYOUT_VERSION, MAGIC, RECALLED,
     RETURNED, UNCONFIRMED, VISITOR_GAP, WAITING,
 };
-use super::stats::{Counters, Totals};
+use super::stats::{Counters, Pace, Totals};
 
 /// How many expired tickets one call may clear before it leaves the rest to the sweep.
 const LAZY_BUDGET: u32 = 64;
@@ -363,6 +363,7 @@ impl<'a> Room<'a> {
                 rng: epoch | 1,
                 ..Control::default()
             },
+            pace: Pace::new(),
         };
         for (i, f) in room.free.iter_mut().enumerate() {
             // Pop order is from the top: hand out slot 0 first.
@@ -626,6 +627,7 @@ impl<'a> Room<'a> {
         let Some(top) = self.free.get_mut(self.hdr.free_top as usize) else { return };
         *top = slot;
         let client = s.client.load(Relaxed) as u32;
+        self.hdr.pace.session_ended(s.get().created);
         s.clear();
         self.hdr.free_top += 1;
         self.hdr.active -= 1;
@@ -1293,19 +1295,24 @@ impl<'a> Room<'a> {
         }
         self.advance_head();
         self.promote(now, t);
-        self.sample_rates(now);
+        self.sample_rates(now, t);
         swept
     }
 
-    fn sample_rates(&mut self, now: u64) {
+    fn sample_rates(&mut self, now: u64, t: &Timing) {
         let waiting = self.waiting() > 0;
         self.hdr.stats.sample(now, waiting);
+        let h = &mut *self.hdr;
+        h.pace.fold(now, h.active, h.called, h.max_active, t);
     }
 
-    /// Estimated seconds until a ticket at `position` is called; `None` while the queue's pace
-    /// is unknown or it is not moving.
-    pub fn eta_seconds(&self, position: u64) -> Option<u64> {
-        self.hdr.stats.eta_seconds(position.saturating_sub(u64::from(self.hdr.called)))
+    /// Estimated seconds until a ticket at `position` is called, at the pace the slots turn
+    /// over and under the release rate in force; `None` when the line cannot move (no slot).
+    pub fn eta_seconds(&self, position: u64, t: &Timing) -> Option<u64> {
+        let calls_needed = position.saturating_sub(u64::from(self.hdr.called));
+        let rate = self.hdr.control.live.rate_per_minute;
+        let release = (rate > 0).then_some(f64::from(rate));
+        self.hdr.pace.eta_seconds(calls_needed, self.hdr.max_active, t, release)
     }
 
     /// People in line: waiting, or called and not yet come in.

@@ -1,6 +1,8 @@
 //! The room's counters and the pace of the queue, from which the wait estimate is made. Kept in
 //! the region's header, under the lock; times are monotonic milliseconds.
 
+use super::layout::Timing;
+
 /// The statistics window: rates are sampled over windows of at least this length.
 const WINDOW_MS: u64 = 5_000;
 /// Time constant of the rates' exponential smoothing.
@@ -118,15 +120,6 @@ impl Counters {
         self.window_had_waiting = u32::from(waiting);
     }
 
-    /// Estimated seconds until `calls_needed` more tickets are called; `None` while the pace
-    /// is unknown or the queue is not moving.
-    pub fn eta_seconds(&self, calls_needed: u64) -> Option<u64> {
-        if self.call_rate_known == 0 || self.call_rate < 0.01 {
-            return None;
-        }
-        Some((calls_needed as f64 * 60.0 / self.call_rate).ceil() as u64)
-    }
-
     /// These counters, carried to a room whose monotonic clock reads `shift(t)` for this one's
     /// `t` (a room restored from a state file). A pace that is not a finite, non-negative
     /// number (a damaged file) is forgotten and measured anew.
@@ -156,5 +149,199 @@ impl Counters {
 
     pub fn avg_wait_seconds(&self) -> Option<f64> {
         (self.wait_known != 0).then_some(self.avg_wait_ms / 1000.0)
+    }
+}
+
+/// The pace's statistics fade with a time constant (its memory) that holds about this many
+/// visits' ends: enough for a steady figure, few enough to follow a change quickly...
+const PACE_MEMORY_VISITS: f64 = 10.0;
+/// ... and never shorter than this.
+const PACE_MEMORY_MIN_S: f64 = 15.0;
+/// Below this, in visits and in seconds, nothing is known any more (the room was empty for
+/// a long while): the pace starts again from the configuration.
+const FORGOTTEN: f64 = 1e-6;
+
+/// How fast the slots turn over, from which the wait estimate is made: the expected time a
+/// slot takes per visit (the *cycle*: called, claimed, inside, freed), first from the
+/// configuration and then, as visits end, from what is measured, fading with a memory of
+/// about ten visits' ends (15 s at least), so that a change of pace is followed quickly. O(1)
+/// per event, no allocation; plain data in the region's header, under the lock. Times are
+/// monotonic milliseconds.
+///
+/// The cycle is `(k·prior + inside/2 + ended/2 + claim) / (k + visits ended)`, all faded:
+///
+/// * `prior`, before anything is measured: a visit lasts about `idle` (the longest pause of a
+///   visitor still there, so a visit is a few of them at least), and half the visitors go away
+///   without a word and hold their slot an `idle` more: 1.5 × `idle`, at most `session`; plus
+///   the time a called visitor takes to claim the slot: it polls at most a third of
+///   `claim_window` apart, so a sixth of it on average. It counts for `k` visits: `max_active`
+///   at first (as if every slot had seen one), fading as the measurements do (while nothing
+///   happens, what was measured is kept; once it has faded away, the prior is back).
+/// * `inside`, the time spent inside by all sessions, ended or not, over the visits ended: an
+///   exposure estimate, right whatever their age when visits end at a steady rate, but too
+///   long while most visits are young (just after an opening, when nobody has left yet).
+/// * `ended`, the length of the visits that ended over their number: right in a steady room,
+///   but too short while the long visits are still under way, and late to see visits grow
+///   longer. Both agree while visits turn over steadily, and they err in opposite directions
+///   at an opening and when the pace changes: their mean is taken.
+/// * `claim`, the time called tickets held their slot (until claimed, or lapsed) over the
+///   visits ended.
+///
+/// Then `max_active` slots call `max_active / cycle` tickets a second, or fewer under a
+/// release rate.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Pace {
+    /// Monotonic ms of the last fold; meaningful when `folded` is 1 (monotonic time may be
+    /// small after boot, so 0 is no mark).
+    at: u64,
+    folded: u32,
+    /// Sessions live, and tickets called holding a slot, at the last fold.
+    active: u32,
+    called: u32,
+    _pad: u32,
+    /// Since the last fold: sessions ended, and the sum of the times they were opened.
+    ended_now: u64,
+    ended_now_opened: u64,
+    /// How much the prior still counts, in visits per slot (of `max_active`).
+    prior: f64,
+    /// Faded: seconds spent inside by sessions, seconds the visits that ended lasted, seconds
+    /// called tickets held their slot, and visits ended.
+    inside_s: f64,
+    ended_s: f64,
+    claim_s: f64,
+    ended: f64,
+}
+
+impl Pace {
+    /// A pace known only from the configuration.
+    pub fn new() -> Pace {
+        Pace { prior: 1.0, ..Pace::default() }
+    }
+
+    /// This pace, carried to a room on another monotonic clock (an image's): what was
+    /// measured is kept, and the next fold starts from then.
+    pub fn rebased(mut self) -> Pace {
+        self.folded = 0;
+        self.ended_now = 0;
+        self.ended_now_opened = 0;
+        self
+    }
+
+    /// A session opened at `opened` has ended (now: it is counted at the next fold).
+    pub fn session_ended(&mut self, opened: u64) {
+        self.ended_now = self.ended_now.saturating_add(1);
+        self.ended_now_opened = self.ended_now_opened.wrapping_add(opened);
+    }
+
+    /// The expected seconds a slot takes per visit, before anything is measured.
+    pub fn prior_cycle_seconds(t: &Timing) -> f64 {
+        let visit_ms = t.session_ms.min(t.idle_ms.saturating_add(t.idle_ms / 2));
+        (visit_ms as f64 + t.claim_window_ms as f64 / 6.0) / 1000.0
+    }
+
+    /// The expected seconds a slot takes per visit, with `max_active` slots.
+    pub fn cycle_seconds(&self, max_active: u32, t: &Timing) -> f64 {
+        let prior = Pace::prior_cycle_seconds(t);
+        let k = self.prior * f64::from(max_active);
+        let measured = (self.inside_s + self.ended_s) / 2.0 + self.claim_s;
+        let cycle = (k * prior + measured) / (k + self.ended);
+        if cycle.is_finite() && cycle > 0.0 {
+            cycle
+        } else {
+            prior
+        }
+    }
+
+    /// Folds what happened since the last fold into the statistics: `active` sessions live
+    /// and `called` tickets holding a slot now (each taken to have changed evenly since the
+    /// last fold), and the sessions ended meanwhile.
+    pub fn fold(&mut self, now: u64, active: u32, called: u32, max_active: u32, t: &Timing) {
+        let sane = [self.prior, self.inside_s, self.ended_s, self.claim_s, self.ended]
+            .iter()
+            .all(|v| v.is_finite() && *v >= 0.0);
+        if !sane {
+            // Never written so by this code; a damaged header starts again from the prior.
+            *self = Pace::new();
+        }
+        if self.folded == 0 {
+            self.folded = 1;
+            self.at = now;
+            self.active = active;
+            self.called = called;
+        }
+        // Each worker's cached clock lags a little: one a moment behind folds no time.
+        let dt = now.saturating_sub(self.at) as f64 / 1000.0;
+        let slots = f64::from(max_active.max(1));
+        let memory =
+            (PACE_MEMORY_VISITS * self.cycle_seconds(max_active, t) / slots).max(PACE_MEMORY_MIN_S);
+        let keep = (-dt / memory).exp();
+        // The weight of the interval's moments, each faded by its age: ∫ e^(-s/memory) ds.
+        let span = memory * (1.0 - keep);
+        let ended = self.ended_now as f64;
+        // How long they lasted, summed: exact in wrapping arithmetic as long as the true sum
+        // fits. One opened by a worker whose clock is a moment ahead of `now` would make it
+        // negative: then their lengths are left out.
+        let lasted = self.ended_now.wrapping_mul(now).wrapping_sub(self.ended_now_opened);
+        let longest = self.ended_now.saturating_mul(t.session_ms.saturating_add(60_000));
+        let lasted_ms = if lasted <= longest { lasted as f64 } else { 0.0 };
+        self.inside_s = self.inside_s * keep
+            + f64::from(self.active) / 2.0 * span
+            + f64::from(active) / 2.0 * span;
+        self.claim_s = self.claim_s * keep
+            + f64::from(self.called) / 2.0 * span
+            + f64::from(called) / 2.0 * span;
+        self.ended_s = self.ended_s * keep + lasted_ms / 1000.0;
+        self.ended = self.ended * keep + ended;
+        self.prior *= keep;
+        if self.prior + self.ended < FORGOTTEN
+            && self.inside_s + self.ended_s + self.claim_s < FORGOTTEN
+        {
+            self.prior = 1.0;
+        }
+        self.at = self.at.max(now);
+        self.active = active;
+        self.called = called;
+        self.ended_now = 0;
+        self.ended_now_opened = 0;
+    }
+
+    /// Tickets called a second, with `max_active` slots and at most `release_per_minute`
+    /// admissions a minute (`None` or 0: no such cap).
+    pub fn calls_per_second(
+        &self,
+        max_active: u32,
+        t: &Timing,
+        release_per_minute: Option<f64>,
+    ) -> f64 {
+        let turnover = f64::from(max_active) / self.cycle_seconds(max_active, t);
+        match release_per_minute {
+            Some(r) if r.is_finite() && r > 0.0 => turnover.min(r / 60.0),
+            _ => turnover,
+        }
+    }
+
+    /// Estimated seconds until `calls_needed` more tickets are called, with `max_active`
+    /// slots and at most `release_per_minute` admissions a minute (`None` or 0: no such cap);
+    /// `None` when the queue cannot move (no slot).
+    pub fn eta_seconds(
+        &self,
+        calls_needed: u64,
+        max_active: u32,
+        t: &Timing,
+        release_per_minute: Option<f64>,
+    ) -> Option<u64> {
+        let rate = self.calls_per_second(max_active, t, release_per_minute);
+        if !(rate.is_finite() && rate > 1e-9) {
+            return None;
+        }
+        if calls_needed == 0 {
+            return Some(0);
+        }
+        // Rounded, not rounded up: an estimate a second long on average is no honest one;
+        // but someone not called yet waits a second at least.
+        let eta = (calls_needed as f64 / rate).round().max(1.0);
+        // Beyond a year the estimate means nothing; it is said as such rather than wrapped.
+        Some(eta.min(365.0 * 86_400.0) as u64)
     }
 }

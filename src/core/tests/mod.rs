@@ -2,6 +2,7 @@
 
 mod image;
 mod models;
+mod pace;
 mod people;
 mod room;
 mod token;

@@ -1,7 +1,7 @@
 //! Property tests of the room over random sequences of arrivals, polls, departures, sweeps
 //! and the passing of time.
 
-use crate::core::control::Settings;
+use crate::core::control::{Change, Settings};
 use crate::core::layout::*;
 use crate::core::room::*;
 use proptest::prelude::*;
@@ -334,17 +334,20 @@ fn attach_finds_the_room_again_and_rejects_other_layouts() {
 }
 
 #[test]
-fn the_estimate_waits_for_a_measured_pace() {
+fn the_estimate_starts_from_the_configuration_and_follows_the_pace() {
     let mut mem = region(64 * 1024);
     let mut room = Room::create(bytes(&mut mem), 4, 1, b"k", 7).unwrap();
     let mut now = 1_000_000;
     let Came::Admitted(mut inside) = room.come(now, &T) else { panic!() };
     let mut line = Vec::new();
-    for _ in 0..40 {
+    for _ in 0..60 {
         let Came::Queued { ticket, .. } = room.come(now, &T) else { panic!() };
         line.push(ticket);
     }
-    // Nobody leaves for the first 20 s: that says nothing yet of the pace to come.
+    // Before anything is measured: a visit of 1.5 × idle (30 s) and a sixth of the claim
+    // window (10 s) to claim the slot, for the one slot.
+    assert_eq!(room.eta_seconds(5, &T), Some(158), "5 × 31.7 s");
+    // Nobody leaves for the first 20 s: visits are longer than the configuration says.
     for _ in 0..20 {
         now += 1000;
         room.touch_session(inside, now, &T);
@@ -353,10 +356,10 @@ fn the_estimate_waits_for_a_measured_pace() {
         }
         room.sweep(now, &T, 100);
     }
-    assert_eq!(room.eta_seconds(5), None, "no pace measured yet");
+    let longer = room.eta_seconds(5, &T).unwrap();
+    assert!(longer > 158, "no departure in 20 s makes the wait longer, got {longer}");
     // Then one admission every 2 seconds: 30 a minute.
-    let mut known_after = None;
-    for round in 0..14 {
+    for _ in 0..40 {
         now += 2000;
         room.leave_session(inside, now, &T);
         let next = line.remove(0);
@@ -366,13 +369,15 @@ fn the_estimate_waits_for_a_measured_pace() {
             room.poll(*t, now, &T);
         }
         room.sweep(now, &T, 100);
-        if known_after.is_none() && room.eta_seconds(10).is_some() {
-            known_after = Some(round);
-        }
     }
-    assert!(known_after.is_some_and(|r| r >= 8), "published after some 20 s of measuring");
-    let eta = room.eta_seconds(10).unwrap();
+    let eta = room.eta_seconds(10, &T).unwrap();
     assert!((15..=25).contains(&eta), "10 ahead at 30/min is about 20 s, got {eta}");
+    // A release rate below the pace is the pace: 10 ahead at 10 a minute.
+    let rate = |r| Change { rate_per_minute: Some(r), ..Change::default() };
+    room.change_settings(&rate(10), now, &T).unwrap();
+    assert_eq!(room.eta_seconds(10, &T), Some(60));
+    room.change_settings(&rate(600), now, &T).unwrap();
+    assert_eq!(room.eta_seconds(10, &T), Some(eta), "a cap above the pace");
     let avg = room.snapshot().avg_wait_seconds.unwrap();
     assert!(avg > 0.0);
 }
