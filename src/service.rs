@@ -276,14 +276,19 @@ impl Room {
         let mut locked = zone.lock().ok_or(Unusable::Uninitialised)?;
         let mut tables = locked.room().map_err(Unusable::Corrupt)?;
         tables.set_wall_clock(wall_s());
-        if let Some(s) = self.settings.filter(|_| adopt) {
-            if let Some(live) = tables.adopt_settings(s.steer, self.stamp) {
-                self.log_kept(&live, &s.steer);
-            }
-        }
+        let adopted = self
+            .settings
+            .filter(|_| adopt)
+            .and_then(|s| Some((tables.adopt_settings(s.steer, self.stamp)?, s.steer)));
         self.seen.set(Some((tables.layout(), tables.epoch())));
         self.steer_seen.set(Some((tables.settings(), tables.phase())));
-        Ok(f(&mut tables))
+        let out = f(&mut tables);
+        drop(locked);
+        // Logged once the lock is given back: a log line is a write to a file.
+        if let Some((live, conf)) = adopted {
+            self.log_kept(&live, &conf);
+        }
+        Ok(out)
     }
 
     /// The settings in force and the event's phase, as this process last saw them.

@@ -119,6 +119,30 @@ $t->run();
 
 ###############################################################################
 
+# lottery: before the start everyone waits, slots free or not; at the start
+# those in line are drawn, those who come after queue behind them in order
+
+my @early = map { (visit('l'))[0] } 1 .. 3;
+my $r = visit_page('/l/p.html', $early[0]);
+ok(code($r) == 200 && wr($r) eq 'QUEUED', 'lottery: the pre-queue page');
+like($r, qr/^X-Steer: normal lottery before \s*$/m, 'lottery: phase before');
+my $p = json(api('GET', 'position', $early[1], '/l/_wr/'));
+ok($p->{starts_in} > 0 && $p->{draw} == 3, 'lottery: starts_in and the draw')
+	or diag(explain($p));
+is(status('/l/status')->{active_sessions}, 0, 'lottery: nobody in before the start');
+
+select undef, undef, undef, 0.1 while time() < $start + 1.2;
+my @late = map { (visit('l'))[0] } 1 .. 2;
+# (a request that is no page load: it takes no place, and lets nobody in)
+like(http_get('/l/p.html'), qr/^X-Steer: normal lottery open\s*$/m,
+	'lottery: phase open');
+my $st = status('/l/status');
+ok($st->{phase} eq 'open' && $st->{model} eq 'lottery', 'lottery: status');
+my @order = serve('l', undef, @early, @late);
+is(join(' ', sort { $a <=> $b } @order[0 .. 2]), '0 1 2',
+	'lottery: the draw first');
+is(join(' ', @order[3, 4]), '3 4', 'lottery: then the later ones, in order');
+
 # fifo: in the order they came, as the one inside leaves
 
 my ($in) = visit('f');
@@ -131,39 +155,15 @@ is(join(' ', serve('f', $in, @line)), '0 1 2 3', 'fifo: served in order');
 
 ($in) = visit('r');
 @line = map { (visit('r'))[0] } 1 .. 8;
-my $p = json(api('GET', 'position', $line[3], '/r/_wr/'));
+$p = json(api('GET', 'position', $line[3], '/r/_wr/'));
 ok($p->{state} eq 'queued' && $p->{draw} == 8 && $p->{position} == 8,
 	'random: the draw among 8') or diag(explain($p));
 like(http_get('/r/p.html'), qr/^X-Steer: normal random open\s*$/m,
 	'random: the variables');
-my @order = serve('r', $in, @line);
+@order = serve('r', $in, @line);
 is(join(' ', sort { $a <=> $b } @order), '0 1 2 3 4 5 6 7', 'random: all served');
 isnt(join(' ', @order), '0 1 2 3 4 5 6 7', 'random: not in arrival order');
 note("random order: @order");
-
-# lottery: before the start everyone waits, slots free or not; at the start
-# those in line are drawn, those who come after queue behind them in order
-
-my @early = map { (visit('l'))[0] } 1 .. 3;
-my $r = visit_page('/l/p.html', $early[0]);
-ok(code($r) == 200 && wr($r) eq 'QUEUED', 'lottery: the pre-queue page');
-like($r, qr/^X-Steer: normal lottery before \s*$/m, 'lottery: phase before');
-$p = json(api('GET', 'position', $early[1], '/l/_wr/'));
-ok($p->{starts_in} > 0 && $p->{draw} == 3, 'lottery: starts_in and the draw')
-	or diag(explain($p));
-is(status('/l/status')->{active_sessions}, 0, 'lottery: nobody in before the start');
-
-select undef, undef, undef, 0.1 while time() < $start + 1.2;
-my @late = map { (visit('l'))[0] } 1 .. 2;
-# (a request that is no page load: it takes no place, and lets nobody in)
-like(http_get('/l/p.html'), qr/^X-Steer: normal lottery open\s*$/m,
-	'lottery: phase open');
-my $st = status('/l/status');
-ok($st->{phase} eq 'open' && $st->{model} eq 'lottery', 'lottery: status');
-@order = serve('l', undef, @early, @late);
-is(join(' ', sort { $a <=> $b } @order[0 .. 2]), '0 1 2',
-	'lottery: the draw first');
-is(join(' ', @order[3, 4]), '3 4', 'lottery: then the later ones, in order');
 
 # rate: 120r/m lets 2 in at once and 2 a second after, however many slots
 # are free; newcomers every 100 ms for 4 s, and those in line ask again

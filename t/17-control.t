@@ -27,7 +27,7 @@ use Test::Nginx::WaitingRoom qw/ get api code body wr cookie json status
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http access/)->plan(33);
+my $t = Test::Nginx->new()->has(qw/http access/)->plan(34);
 
 my $conf = <<'EOF';
 
@@ -163,8 +163,19 @@ my $r = post('/m/locked', '{"mode": "queue"}');
 ok(code($r) == 401 && $r =~ /^WWW-Authenticate: Bearer/mi, '401 without the token');
 is(code(post('/m/locked', '{"mode": "queue"}', 'Bearer tok-0123456789abcdeX')), 401,
 	'401 with another token');
-$r = post('/m/locked', '{"mode": "queue"}', 'Bearer tok-0123456789abcdef');
+$r = post('/m/locked', '{"mode": "queue"}', 'bearer tok-0123456789abcdef');
 is(json($r)->{mode}, 'queue', 'the token lets the change in');
+
+# the body of a refused request is read and dropped: on a kept-alive
+# connection it is not taken for a request of its own
+
+my $inner = "GET /m/control HTTP/1.0\x0d\x0aHost: localhost\x0d\x0a\x0d\x0a";
+$r = http("POST /m/locked HTTP/1.1\x0d\x0aHost: localhost\x0d\x0a"
+	. 'Content-Length: ' . length($inner) . "\x0d\x0a\x0d\x0a$inner"
+	. "GET /gen HTTP/1.1\x0d\x0aHost: localhost\x0d\x0aConnection: close"
+	. "\x0d\x0a\x0d\x0a");
+my @answers = ($r // '') =~ /HTTP\/1\.\d (\d{3}) /g;
+is("@answers", '401 200', 'a refused body is not a request') or diag($r // 'no answer');
 
 # a reload with the same nginx.conf keeps what was changed at run time; one
 # that changes max_active in nginx.conf puts that in force, and keeps the rest

@@ -202,8 +202,10 @@ fn set_endpoint(cf: *mut ngx_conf_t, conf: *mut c_void, endpoint: Endpoint) -> *
         if let Some(param) = words.get(2) {
             let p = text(param);
             match p.strip_prefix("token=") {
-                Some(file) if endpoint == Endpoint::Control && !file.is_empty() => {
-                    let file = ngx_str_t { len: file.len(), data: param.data.wrapping_add(6) };
+                // The file's name as nginx has it: the raw bytes after `token=` (the text above
+                // may have replaced some).
+                Some(_) if endpoint == Endpoint::Control && param.len > 6 => {
+                    let file = ngx_str_t { len: param.len - 6, data: param.data.wrapping_add(6) };
                     lcf.control_token = Some(read_token(cf, &file)?);
                 }
                 _ => return Err(LocationError::InvalidParameter(p)),

@@ -131,6 +131,9 @@ pub enum SettingsError {
     Rate,
     /// The end is not after the start.
     EndBeforeStart,
+    /// The room stands by while another nginx runs it (a binary upgrade): changes go to that
+    /// one.
+    StandingBy,
 }
 
 impl fmt::Display for SettingsError {
@@ -141,6 +144,10 @@ impl fmt::Display for SettingsError {
             }
             SettingsError::Rate => write!(f, "rate must be between 1r/m and {RATE_MAX}r/m"),
             SettingsError::EndBeforeStart => f.write_str("the end must be after the start"),
+            SettingsError::StandingBy => f.write_str(
+                "the room stands by while another nginx runs it (a binary upgrade): try again \
+                 in a few seconds",
+            ),
         }
     }
 }

@@ -487,6 +487,10 @@ impl Room<'_> {
             c.draw_mark = c.draw_mark.min(h.tail);
             let live = c.live;
             hdr.control = c;
+            // The image's settings came from another configuration (the nginx it was saved
+            // by): the configuration of the workers that use this room is adopted anew, over
+            // them, at its next lock.
+            hdr.settings_stamp = 0;
             hdr.pace = full.pace.rebased();
             self.put_settings(live);
         }

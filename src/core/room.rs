@@ -6,10 +6,11 @@
 //! * Tickets are places in line, numbered in arrival order. Ticket `n` lives in ring slot
 //!   `n % T`. Live tickets are waiting, or at the front: called (holding a slot), lapsed
 //!   (called, late, keeping the place once more, holding no slot), returned (lapsed and back)
-//!   or recalled (called the second time). The front ones are always the first live tickets
-//!   in number order (they are called in order and only ever leave), so the first waiting
-//!   ticket is the `front + 1`-th live ticket, found in O(log T) through the Fenwick tree,
-//!   and a ticket's position is a prefix sum, also O(log T).
+//!   or recalled (called the second time). Two Fenwick trees over the ring count the live
+//!   tickets and the front ones, so the k-th waiting ticket (the first under FIFO, any under
+//!   a draw) is found in O(log T), and a ticket's position is a prefix sum, also O(log T).
+//!   Under FIFO alone the front ones are the first live tickets in number order; a draw, or a
+//!   change of model, calls others.
 //! * Each called ticket holds one of the `max_active` slots until it claims it (becoming a
 //!   session) or its claim window passes (then the next ticket is called).
 //!
@@ -418,7 +419,11 @@ impl<'a> Room<'a> {
         let c = self.hdr.control;
         let mut merged = c.live.merged(&c.conf, &conf);
         if merged.check(self.hdr.session_cap).is_err() {
-            // Run-time changes that no longer fit with the configuration give way to it.
+            // The event's times set at run time no longer fit with the configuration's: its
+            // times win, and the other run-time changes stay.
+            (merged.start, merged.end) = (conf.start, conf.end);
+        }
+        if merged.check(self.hdr.session_cap).is_err() {
             merged = conf;
         }
         self.hdr.control.conf = conf;
@@ -435,6 +440,9 @@ impl<'a> Room<'a> {
         now: u64,
         t: &Timing,
     ) -> Result<(Settings, Settings), SettingsError> {
+        if self.hdr.standby != 0 {
+            return Err(SettingsError::StandingBy);
+        }
         let before = self.hdr.control.live;
         let after = change.apply(&before, &self.hdr.control.conf);
         after.check(self.hdr.session_cap)?;
@@ -957,9 +965,12 @@ impl<'a> Room<'a> {
                 break;
             }
             // FIFO: the first waiting. Drawn: any of the first `n` waiting (those in the draw),
-            // each as likely.
+            // each as likely; but while the line spans more than half the ring, the oldest, so
+            // that a ticket that keeps being passed over cannot hold the ring's tail back until
+            // newcomers find the line "full" (a ticket's ring slot is its number).
+            let crowded = self.hdr.tail - self.hdr.head > self.hdr.ticket_cap / 2;
             let k = match self.draw_limit().map(|limit| self.waiting_before(limit)) {
-                Some(n) if n > 0 => 1 + self.hdr.control.below(n),
+                Some(n) if n > 0 && !crowded => 1 + self.hdr.control.below(n),
                 _ => 1,
             };
             let Some(idx) = self.kth(Set::Waiting, k) else { break };

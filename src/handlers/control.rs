@@ -5,16 +5,17 @@
 //! `token=`, a bearer token.
 
 use nginx_sys::{
-    ngx_http_finalize_request, ngx_http_read_client_request_body, ngx_http_request_t, ngx_int_t,
-    NGX_DONE, NGX_HTTP_GET, NGX_HTTP_HEAD, NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_FOUND,
-    NGX_HTTP_PATCH, NGX_HTTP_POST, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_SPECIAL_RESPONSE,
-    NGX_HTTP_UNAUTHORIZED,
+    ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_read_client_request_body,
+    ngx_http_request_t, ngx_int_t, NGX_DONE, NGX_HTTP_GET, NGX_HTTP_HEAD,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_FOUND, NGX_HTTP_PATCH, NGX_HTTP_POST,
+    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_SPECIAL_RESPONSE, NGX_HTTP_UNAUTHORIZED, NGX_OK,
 };
 use serde_json::{json, Map, Value};
+use sha2::{Digest, Sha256};
 
 use super::edge;
 use crate::conf::{Endpoint, LocConf};
-use crate::core::control::{parse_change, Settings};
+use crate::core::control::{parse_change, Settings, SettingsError};
 use crate::core::guard;
 use crate::core::room::Snapshot;
 use crate::core::token::constant_time_eq;
@@ -33,6 +34,11 @@ fn control(r: &mut ngx_http_request_t) -> ngx_int_t {
     let Some((lcf, room)) = edge::endpoint(r, Endpoint::Control) else {
         return NGX_HTTP_NOT_FOUND as ngx_int_t;
     };
+    // A subrequest (SSI, mirror, auth_request) skips the access phase, and with it the
+    // location's allow/deny and auth_basic.
+    if !core::ptr::eq(r, r.main) {
+        return refuse(r, 403, "not from a subrequest");
+    }
     if !authorised(r, lcf) {
         http::add_header(
             r,
@@ -40,7 +46,7 @@ fn control(r: &mut ngx_http_request_t) -> ngx_int_t {
             "www-authenticate",
             "Bearer realm=\"waiting room\"",
         );
-        return error(r, NGX_HTTP_UNAUTHORIZED as usize, "a valid bearer token is needed");
+        return refuse(r, NGX_HTTP_UNAUTHORIZED as usize, "a valid bearer token is needed");
     }
     if r.method & (NGX_HTTP_GET | NGX_HTTP_HEAD) as usize != 0 {
         if let Err(rc) = http::discard_small_body(r, 0) {
@@ -52,11 +58,19 @@ fn control(r: &mut ngx_http_request_t) -> ngx_int_t {
         };
     }
     if r.method & (NGX_HTTP_POST | NGX_HTTP_PATCH) as usize == 0 {
+        // SAFETY: a live main request; its body, if any, is read and dropped, so that it
+        // cannot be taken for the next request on the connection.
+        let rc = unsafe { ngx_http_discard_request_body(r) };
+        if rc != NGX_OK as ngx_int_t {
+            return rc;
+        }
         return http::not_allowed(r, "GET, HEAD, POST, PATCH");
     }
-    // SAFETY: `headers_in` of a live request.
     if r.headers_in.content_length_n > BODY_MAX as i64 {
-        return error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE as usize, "the body is too long");
+        // Not read: the connection is closed after the answer.
+        r.set_keepalive(0);
+        r.set_lingering_close(1);
+        return error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE as usize, "the body is longer than 4k");
     }
     // SAFETY: a live main request in its content handler; nginx calls `body_read` once the
     // body is in, holding the request until then (the NGX_DONE returned below).
@@ -82,8 +96,9 @@ fn change(r: &mut ngx_http_request_t) -> ngx_int_t {
     let Some((_, room)) = edge::endpoint(r, Endpoint::Control) else {
         return NGX_HTTP_NOT_FOUND as ngx_int_t;
     };
-    let Some(body) = body(r) else {
-        return error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE as usize, "the body is too long");
+    let body = match body(r) {
+        Ok(b) => b,
+        Err(why) => return error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE as usize, why),
     };
     let change = match parse_change(&body) {
         Ok(c) => c,
@@ -96,6 +111,7 @@ fn change(r: &mut ngx_http_request_t) -> ngx_int_t {
     let log = unsafe { (*r.connection).log };
     match room.change(&change, http::now().mono_ms, &who, log) {
         Ok(Ok(_)) => {}
+        Ok(Err(e @ SettingsError::StandingBy)) => return error(r, 503, &e.to_string()),
         Ok(Err(e)) => return error(r, 400, &e.to_string()),
         Err(e) => return edge::unusable(r, room, e),
     }
@@ -111,13 +127,19 @@ fn authorised(r: &ngx_http_request_t, lcf: &LocConf) -> bool {
     // SAFETY: `authorization` is null or a header of the live request.
     let Some(h) = (unsafe { r.headers_in.authorization.as_ref() }) else { return false };
     let value = str_bytes(&h.value);
-    let Some(given) = value.strip_prefix(b"Bearer ") else { return false };
-    constant_time_eq(given.trim_ascii(), token)
+    // The scheme's name is case-insensitive (RFC 9110).
+    let (scheme, given) = value.split_at(value.len().min(7));
+    if !scheme.eq_ignore_ascii_case(b"Bearer ") {
+        return false;
+    }
+    // Digests of the same length, compared in constant time: neither the token's bytes nor
+    // its length show in the time taken.
+    constant_time_eq(&Sha256::digest(given.trim_ascii()), &Sha256::digest(token))
 }
 
-/// The request body, read into memory by nginx; `None` when it is longer than [`BODY_MAX`] or
-/// nginx kept it in a file.
-fn body(r: &ngx_http_request_t) -> Option<Vec<u8>> {
+/// The request body, read into memory by nginx; why not, when it is longer than
+/// [`BODY_MAX`] or nginx kept it in a file.
+fn body(r: &ngx_http_request_t) -> Result<Vec<u8>, &'static str> {
     let mut out = Vec::new();
     // SAFETY: the body was read: `request_body` is null or nginx's record of it, its chain
     // links and buffers live in the request pool.
@@ -127,19 +149,20 @@ fn body(r: &ngx_http_request_t) -> Option<Vec<u8>> {
         // SAFETY: a buffer of the chain.
         let Some(b) = (unsafe { link.buf.as_ref() }) else { break };
         if b.in_file() != 0 {
-            return None;
+            return Err("the body was kept in a file (client_body_in_file_only): send it where \
+                        nginx keeps it in memory, at most 4k");
         }
         if !b.pos.is_null() && b.last > b.pos {
             let len = b.last as usize - b.pos as usize;
             if out.len() + len > BODY_MAX {
-                return None;
+                return Err("the body is longer than 4k");
             }
             // SAFETY: `pos..last` is the buffer's filled part.
             out.extend_from_slice(unsafe { core::slice::from_raw_parts(b.pos, len) });
         }
         cl = link.next;
     }
-    Some(out)
+    Ok(out)
 }
 
 /// The settings as the control location shows them.
@@ -170,4 +193,15 @@ fn settings_json(room: &Room, snap: &Snapshot) -> Value {
 
 fn error(r: &mut ngx_http_request_t, status: usize, why: &str) -> ngx_int_t {
     http::send_json(r, status, &json!({ "error": why }))
+}
+
+/// An error for a request whose body was not read: the body is read and dropped first, so
+/// that it cannot be taken for the next request on the connection.
+fn refuse(r: &mut ngx_http_request_t, status: usize, why: &str) -> ngx_int_t {
+    // SAFETY: a live main request, in its content handler.
+    let rc = unsafe { ngx_http_discard_request_body(r) };
+    if rc != NGX_OK as ngx_int_t {
+        return rc;
+    }
+    error(r, status, why)
 }

@@ -37,7 +37,7 @@ for your interest.</p></main></body></html>\n";
 /// Where a visitor in line stands, for the page and the API.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Place {
-    /// The place in line; when the turn is drawn at random, the most people who may go first.
+    /// The place in line; when the turn is drawn at random, the last place it may come at.
     pub position: u64,
     pub queue_length: u64,
     /// Expected seconds until the turn comes (`None` while the pace is unknown); when drawn at
