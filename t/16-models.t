@@ -25,7 +25,7 @@ use Test::Nginx::WaitingRoom qw/ get api code body wr pos_of cookie json
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http/)->plan(31);
+my $t = Test::Nginx->new()->has(qw/http/)->plan(32);
 
 $t->write_file('secret.key', 's' x 40);
 for my $room (qw/ f r l rt q x p o /) {
@@ -215,6 +215,8 @@ ok(wr($r) eq 'OFF' && $r =~ /ORIGIN p/ && !cookie($r, 'p'),
 $st = status('/p/status');
 is(join(' ', @$st{qw/ active_sessions passed_off mode /}), '1 1 pass',
 	'pass: counted');
+$r = http_get('/p/p.html');
+ok(wr($r) eq 'OFF' && $r =~ /ORIGIN p/, 'pass: an image or a fetch goes through too');
 
 # the event over: newcomers get the over page
 

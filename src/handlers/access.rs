@@ -24,6 +24,7 @@ use ngx::ngx_log_error;
 
 use super::edge;
 use crate::conf::{Crawlers, Gate, LocConf, Module};
+use crate::core::control::Mode;
 use crate::core::request::{is_known_crawler, is_navigation};
 use crate::http::cookies;
 use crate::http::verdict::{self, Verdict};
@@ -109,6 +110,14 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
     let (method, headers, ua) = http::request_kind(r);
     let join = is_navigation(method, &headers);
     let crawler = is_known_crawler(ua) || crawler_named(r, lcf);
+    // The room is off (mode `pass`, as this worker last saw it under the lock): what could take
+    // no place goes through. Page loads still ask the room, which counts them in while slots
+    // are free.
+    let off = room.steer_seen().is_some_and(|(s, _)| s.mode() == Mode::Pass);
+    if off && (crawler || (!join && token.is_none())) {
+        verdict::set(r, Verdict { status: Some("OFF"), ..Verdict::default() });
+        return declined;
+    }
     if crawler {
         return match lcf.crawlers {
             Some(Crawlers::Pass) => {
