@@ -262,6 +262,11 @@ pub fn fail(cf: *mut ngx_conf_t, message: impl Display) -> *mut c_char {
     NGX_CONF_ERROR
 }
 
+/// Logs `message` at `warn` against the directive being parsed, which stands.
+pub fn warn(cf: *mut ngx_conf_t, message: impl Display) {
+    ngx_conf_log_error!(nginx_sys::NGX_LOG_WARN, cf, "{}", message);
+}
+
 /// Logs `message` about the directive at `place`, read earlier, as nginx words it.
 pub fn fail_at(cf: *mut ngx_conf_t, place: &Place, message: impl Display) -> *mut c_char {
     // SAFETY: the configuration's log.

@@ -22,7 +22,7 @@ use nginx_sys::{
 use ngx::core::NGX_CONF_ERROR;
 
 use super::common::{
-    args, find_room, handle, main_conf, read_conf_file, text, valid_room_name, FileProblem,
+    args, find_room, handle, main_conf, read_conf_file, text, valid_room_name, warn, FileProblem,
 };
 use crate::core::control::{self, Mode, Model};
 use crate::core::layout::{Layout, Timing};
@@ -59,6 +59,12 @@ pub enum ZoneError {
     TooShort {
         given: String,
         min: &'static str,
+    },
+    /// A word that is not one of those allowed.
+    InvalidChoice {
+        key: &'static str,
+        value: String,
+        choices: &'static str,
     },
     /// An event's time that is not RFC 3339 in UTC.
     InvalidTime {
@@ -116,6 +122,9 @@ impl fmt::Display for ZoneError {
                 f,
                 "invalid {key} value \"{value}\", a time in UTC like 2026-11-27T09:00:00Z"
             ),
+            ZoneError::InvalidChoice { key, value, choices } => {
+                write!(f, "invalid {key} value \"{value}\", it must be {choices}")
+            }
             ZoneError::EndBeforeStart => f.write_str("\"end\" must be after \"start\""),
             ZoneError::KeyWithoutLimit => {
                 f.write_str("\"client_key\" parameter requires \"client_limit\" parameter")
@@ -245,8 +254,20 @@ fn parse_zone(words: &[String]) -> Result<(String, Settings, Option<String>), Zo
                 Ok(n) if (1..=10_000).contains(&n) => client_limit = n,
                 _ => return Err(invalid()),
             },
-            "model" => steer.set_model(Model::parse(value.as_bytes()).ok_or_else(invalid)?),
-            "mode" => steer.set_mode(Mode::parse(value.as_bytes()).ok_or_else(invalid)?),
+            "model" => steer.set_model(Model::parse(value.as_bytes()).ok_or_else(|| {
+                ZoneError::InvalidChoice {
+                    key: "model",
+                    value: value.to_owned(),
+                    choices: "fifo, random or lottery",
+                }
+            })?),
+            "mode" => steer.set_mode(Mode::parse(value.as_bytes()).ok_or_else(|| {
+                ZoneError::InvalidChoice {
+                    key: "mode",
+                    value: value.to_owned(),
+                    choices: "normal, queue, reject or pass",
+                }
+            })?),
             "rate" => {
                 steer.rate_per_minute = control::parse_rate(value.as_bytes()).ok_or_else(invalid)?
             }
@@ -396,6 +417,12 @@ pub extern "C" fn set_zone(
     handle(cf, || {
         let words: Vec<String> = args(cf).iter().skip(1).map(text).collect();
         let (name, settings, state) = parse_zone(&words)?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        if settings.steer.end != 0 && settings.steer.end <= now {
+            warn(cf, format!("the \"end\" of room \"{name}\" has passed: newcomers get the \"event over\" page"));
+        }
         let state = state.map(|given| state_path(cf, &given)).transpose()?;
         if let Some(path) = state.as_ref() {
             let mcf = main_conf(cf).ok_or(ZoneError::Refused)?;

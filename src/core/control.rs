@@ -453,7 +453,9 @@ pub fn parse_change(body: &[u8]) -> Result<Change, String> {
                 Some(m) => c.model = Some(m),
                 None => return bad(),
             },
-            "rate" if val.is_null() || text == Some(b"off") => c.rate_per_minute = Some(0),
+            "rate" if val.is_null() || text == Some(b"off") || text == Some(b"none") => {
+                c.rate_per_minute = Some(0)
+            }
             "rate" => match text.and_then(parse_rate) {
                 Some(n) => c.rate_per_minute = Some(n),
                 None => return bad(),
