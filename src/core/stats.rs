@@ -152,18 +152,21 @@ impl Counters {
     }
 }
 
-/// The shortest memory of the pace: its statistics fade with a time constant of one visit's
-/// turn of a slot, and never faster than this.
-const PACE_MEMORY_MIN_S: f64 = 30.0;
+/// The pace's statistics fade with a time constant (its memory) that holds about this many
+/// visits' ends: enough for a steady figure, few enough to follow a change quickly...
+const PACE_MEMORY_VISITS: f64 = 10.0;
+/// ... and never shorter than this.
+const PACE_MEMORY_MIN_S: f64 = 15.0;
 /// Below this, in visits and in seconds, nothing is known any more (the room was empty for
 /// a long while): the pace starts again from the configuration.
 const FORGOTTEN: f64 = 1e-6;
 
 /// How fast the slots turn over, from which the wait estimate is made: the expected time a
 /// slot takes per visit (the *cycle*: called, claimed, inside, freed), first from the
-/// configuration and then, as visits end, from what is measured, fading so that a change of
-/// pace is followed within about one cycle. O(1) per event, no allocation; plain data in the
-/// region's header, under the lock. Times are monotonic milliseconds.
+/// configuration and then, as visits end, from what is measured, fading with a memory of
+/// about ten visits' ends (15 s at least), so that a change of pace is followed quickly. O(1)
+/// per event, no allocation; plain data in the region's header, under the lock. Times are
+/// monotonic milliseconds.
 ///
 /// The cycle is `(k·prior + inside/2 + ended/2 + claim) / (k + visits ended)`, all faded:
 ///
@@ -260,7 +263,9 @@ impl Pace {
         }
         // Each worker's cached clock lags a little: one a moment behind folds no time.
         let dt = now.saturating_sub(self.at) as f64 / 1000.0;
-        let memory = self.cycle_seconds(max_active, t).max(PACE_MEMORY_MIN_S);
+        let slots = f64::from(max_active.max(1));
+        let memory =
+            (PACE_MEMORY_VISITS * self.cycle_seconds(max_active, t) / slots).max(PACE_MEMORY_MIN_S);
         let keep = (-dt / memory).exp();
         // The weight of the interval's moments, each faded by its age: ∫ e^(-s/memory) ds.
         let span = memory * (1.0 - keep);
