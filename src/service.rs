@@ -104,6 +104,14 @@ pub enum Outcome {
     Held { queue_length: u64 },
 }
 
+/// What [`Room::refused`] found.
+pub enum Refused {
+    /// Counted; with the counters to log when a line is due.
+    Counted(Option<(People, People, u64)>),
+    /// The room is off: the request goes through.
+    Off,
+}
+
 /// How a visitor leaves (see [`Room::leave`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Leaving {
@@ -281,8 +289,9 @@ impl Room {
             .filter(|_| adopt)
             .and_then(|s| Some((tables.adopt_settings(s.steer, self.stamp)?, s.steer)));
         self.seen.set(Some((tables.layout(), tables.epoch())));
-        self.steer_seen.set(Some((tables.settings(), tables.phase())));
         let out = f(&mut tables);
+        // After `f`, which may have changed them (the control location).
+        self.steer_seen.set(Some((tables.settings(), tables.phase())));
         drop(locked);
         // Logged once the lock is given back: a log line is a write to a file.
         if let Some((live, conf)) = adopted {
@@ -355,14 +364,18 @@ impl Room {
     /// Counts a request that could take no place, and returns the counters to log when a
     /// line about them is due (at most every `interval_ms` for the whole room): the counts
     /// then and now, and the milliseconds between.
+    /// `Refused::Off` instead when the room is off (mode `pass`): then the request goes through.
     pub fn refused(
         &self,
         now_ms: u64,
         count: impl FnOnce(&mut People),
-    ) -> Result<Option<(People, People, u64)>, Unusable> {
+    ) -> Result<Refused, Unusable> {
         self.with_tables(|rm| {
+            if rm.mode() == Mode::Pass {
+                return Refused::Off;
+            }
             count(rm.people());
-            rm.people_to_log(now_ms, PEOPLE_LOG_MS)
+            Refused::Counted(rm.people_to_log(now_ms, PEOPLE_LOG_MS))
         })
     }
 
@@ -645,6 +658,7 @@ fn decide_open(
                 Confirm::Held => return Some(Outcome::Held { queue_length: rm.queue_length() }),
                 Confirm::Closed => return Some(Outcome::Closed { over: false }),
                 Confirm::Passed => return Some(Outcome::Off),
+                Confirm::Over => return Some(Outcome::Closed { over: true }),
                 Confirm::Ticket(_, Poll::Lost) | Confirm::Stale => {}
             }
         }

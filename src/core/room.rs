@@ -130,6 +130,8 @@ pub enum Confirm {
     Held,
     /// Nobody new joins: the room's mode is `reject`.
     Closed,
+    /// The event ended before the visitor took a place.
+    Over,
     /// The room is off (mode `pass`): the visitor passes without taking a place.
     Passed,
 }
@@ -1066,6 +1068,11 @@ impl<'a> Room<'a> {
                 Poll::Lost => Confirm::Stale,
                 p => Confirm::Ticket(ticket, p),
             };
+        }
+        if self.phase() == Phase::Over {
+            // The event ended before this first contact took a place: a newcomer now.
+            self.hdr.control.turned_away += 1;
+            return Confirm::Over;
         }
         match self.mode() {
             Mode::Reject => {

@@ -24,13 +24,13 @@ use ngx::ngx_log_error;
 
 use super::edge;
 use crate::conf::{Crawlers, Gate, LocConf, Module};
-use crate::core::control::Mode;
+use crate::core::layout::People;
 use crate::core::request::{is_known_crawler, is_navigation};
 use crate::http::cookies;
 use crate::http::verdict::{self, Verdict};
 use crate::http::{self, Now};
 use crate::pages::{self, QueueView};
-use crate::service::{Decision, Outcome, Place, Room, Visit};
+use crate::service::{Decision, Outcome, Place, Refused, Room, Unusable, Visit};
 
 /// How soon a newcomer held while the room stands by asks again.
 const HELD_REFRESH_SECONDS: u64 = 3;
@@ -110,14 +110,6 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
     let (method, headers, ua) = http::request_kind(r);
     let join = is_navigation(method, &headers);
     let crawler = is_known_crawler(ua) || crawler_named(r, lcf);
-    // The room is off (mode `pass`, as this worker last saw it under the lock): what could take
-    // no place goes through. Page loads still ask the room, which counts them in while slots
-    // are free.
-    let off = room.steer_seen().is_some_and(|(s, _)| s.mode() == Mode::Pass);
-    if off && (crawler || (!join && token.is_none())) {
-        verdict::set(r, Verdict { status: Some("OFF"), ..Verdict::default() });
-        return declined;
-    }
     if crawler {
         return match lcf.crawlers {
             Some(Crawlers::Pass) => {
@@ -125,11 +117,13 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 verdict::set(r, v);
                 declined
             }
-            _ => {
-                let to_log = room.refused(now.mono_ms, |p| p.refused_crawler += 1);
-                room.log_people(to_log.ok().flatten());
-                refuse(r, lcf.refuse_status, "REFUSED", None)
-            }
+            _ => match room.refused(now.mono_ms, |p| p.refused_crawler += 1) {
+                Ok(Refused::Off) => off(r),
+                to_log => {
+                    room.log_people(counted(to_log));
+                    refuse(r, lcf.refuse_status, "REFUSED", None)
+                }
+            },
         };
     }
     // Not a page load and no cookie of the room: nothing to decide (one lock, to count it).
@@ -148,9 +142,14 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
     };
     let Some((outcome, epoch)) = outcome else {
         // Not a page load, and no place: nothing is taken.
-        let to_log = room.refused(now.mono_ms, |p| p.refused_not_navigation += 1);
-        room.log_people(to_log.ok().flatten());
-        return refuse(r, lcf.refuse_status, "REFUSED", None);
+        return match room.refused(now.mono_ms, |p| p.refused_not_navigation += 1) {
+            // The room is off: what could take no place goes through.
+            Ok(Refused::Off) => off(r),
+            to_log => {
+                room.log_people(counted(to_log));
+                refuse(r, lcf.refuse_status, "REFUSED", None)
+            }
+        };
     };
     match outcome {
         Outcome::Passed => passed(r, room_id),
@@ -230,10 +229,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
         }
         Outcome::Limited => refuse(r, NGX_HTTP_TOO_MANY_REQUESTS as usize, "LIMITED", None),
         // The room is off (mode `pass`): through, counted, without a place.
-        Outcome::Off => {
-            verdict::set(r, Verdict { status: Some("OFF"), ..Verdict::default() });
-            declined
-        }
+        Outcome::Off => off(r),
         Outcome::Closed { over } => {
             let (status, page) =
                 if over { ("OVER", pages::OVER_PAGE) } else { ("CLOSED", pages::CLOSED_PAGE) };
@@ -248,6 +244,20 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
             verdict::set(r, Verdict { status: Some("REJECTED"), ..Verdict::default() });
             respond(r, NGX_HTTP_SERVICE_UNAVAILABLE as usize, 60, pages::FULL_PAGE.as_bytes())
         }
+    }
+}
+
+/// Through, without a place: the room is off (mode `pass`).
+fn off(r: &mut ngx_http_request_t) -> ngx_int_t {
+    verdict::set(r, Verdict { status: Some("OFF"), ..Verdict::default() });
+    NGX_DECLINED as ngx_int_t
+}
+
+/// The counters to log, from a refusal counted.
+fn counted(r: Result<Refused, Unusable>) -> Option<(People, People, u64)> {
+    match r {
+        Ok(Refused::Counted(to_log)) => to_log,
+        _ => None,
     }
 }
 

@@ -59,6 +59,7 @@ impl Comes for Room<'_> {
                 Confirm::Held => Came::Held,
                 Confirm::Closed => Came::Closed,
                 Confirm::Passed => Came::Passed,
+                Confirm::Over => Came::Over,
                 c => panic!("a fresh arrival came back to {c:?}"),
             },
             Entry::Full => Came::Full,
