@@ -232,7 +232,7 @@ my %bad = (
 	'other name' => "wr_capx=$payload.$mac",
 );
 
-my $n = 28;
+$n = 28;
 for my $name (sort keys %bad) {
 	my $r = get('/page.html', $bad{$name}, "bad");
 	ok(code($r) == 200 && wr($r) eq 'QUEUED' && (pos_of($r) // 0) == $n++
