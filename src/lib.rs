@@ -60,7 +60,11 @@ mod wiring {
     }
 
     unsafe extern "C" fn postconfiguration(cf: *mut ngx_conf_t) -> ngx_int_t {
-        handlers::access::register(cf)
+        let rc = handlers::access::register(cf);
+        if rc != nginx_sys::NGX_OK as ngx_int_t {
+            return rc;
+        }
+        handlers::origin::register()
     }
 
     /// Merges a location's configuration and checks it, then gives the locations of

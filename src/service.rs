@@ -29,6 +29,7 @@ use crate::core::layout::{AttachError, Layout, Timing};
 use crate::core::room::{
     Arrival, Client, Confirm, Entry, Poll, Room as Tables, SessionRef, Snapshot, Swept, TicketRef,
 };
+use crate::core::stats::Tallies;
 use crate::core::token::{client_tag, room_tag, Kind, Signer, Token, TokenCache};
 pub use crate::pages::Place;
 use crate::persist::{self, StateFile, Tags};
@@ -192,6 +193,8 @@ pub struct Room {
     /// The settings in force and the event's phase when this process last held the lock, for
     /// the variables (at most a sweep's interval old).
     steer_seen: Cell<Option<(control::Settings, Phase)>>,
+    /// What this process counted without the lock, not yet added to the zone's counts.
+    pending: Cell<Tallies>,
 }
 
 impl Room {
@@ -214,6 +217,7 @@ impl Room {
             state_off: Cell::new(false),
             client_key: core::ptr::null_mut(),
             steer_seen: Cell::new(None),
+            pending: Cell::new(Tallies::default()),
         }
     }
 
@@ -284,6 +288,10 @@ impl Room {
         let mut locked = zone.lock().ok_or(Unusable::Uninitialised)?;
         let mut tables = locked.room().map_err(Unusable::Corrupt)?;
         tables.set_wall_clock(wall_s());
+        let pending = self.pending.take();
+        if pending != Tallies::default() {
+            tables.add_tallies(&pending);
+        }
         let adopted = self
             .settings
             .filter(|_| adopt)
@@ -298,6 +306,13 @@ impl Room {
             self.log_kept(&live, &conf);
         }
         Ok(out)
+    }
+
+    /// Counts what `f` adds without the lock (see [`Tallies`]).
+    pub fn tally(&self, f: impl FnOnce(&mut Tallies)) {
+        let mut t = self.pending.get();
+        f(&mut t);
+        self.pending.set(t);
     }
 
     /// The settings in force and the event's phase, as this process last saw them.

@@ -8,9 +8,12 @@ use std::fmt::{self, Display};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 
+use ipnet::IpNet;
 use nginx_sys::{
-    ngx_array_t, ngx_conf_full_name, ngx_conf_t, ngx_http_core_loc_conf_t, ngx_module_t, ngx_str_t,
-    NGX_LOG_EMERG,
+    ngx_array_t, ngx_conf_full_name, ngx_conf_t, ngx_http_compile_complex_value,
+    ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_core_loc_conf_t,
+    ngx_int_t, ngx_module_t, ngx_pcalloc, ngx_str_t, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_INFO,
+    NGX_LOG_NOTICE, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::core::{Pool, NGX_CONF_ERROR, NGX_CONF_OK};
 use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, Merge, MergeConfigError};
@@ -117,6 +120,38 @@ pub enum Crawlers {
     Pass,
 }
 
+/// Who goes past the room without counting (`waiting_room_bypass`).
+pub struct Bypass {
+    /// Client addresses and ranges, matched against the address the realip module leaves.
+    pub nets: Vec<IpNet>,
+    /// Conditions, as `ngx_http_test_predicates` takes them (an array of complex values); null
+    /// when there are none.
+    pub conditions: *mut ngx_array_t,
+}
+
+/// How loudly each decision is logged (`waiting_room_log_level`), as `limit_req_log_level`:
+/// refusals at this level, places taken in line one level lower.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum LogLevel {
+    Info,
+    Notice,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    /// nginx's level for refusals, and for places taken (one lower).
+    pub fn levels(self) -> (usize, usize) {
+        let (refused, queued) = match self {
+            LogLevel::Info => (NGX_LOG_INFO, nginx_sys::NGX_LOG_DEBUG),
+            LogLevel::Notice => (NGX_LOG_NOTICE, NGX_LOG_INFO),
+            LogLevel::Warn => (NGX_LOG_WARN, NGX_LOG_NOTICE),
+            LogLevel::Error => (NGX_LOG_ERR, NGX_LOG_WARN),
+        };
+        (refused as usize, queued as usize)
+    }
+}
+
 pub struct LocConf {
     /// The room guarding this location; null with `off` or when unset.
     pub(super) room: *mut Room,
@@ -137,6 +172,12 @@ pub struct LocConf {
     pub closed_status: usize,
     /// The bearer token a `waiting_room_control` location asks for, if any.
     pub control_token: Option<Vec<u8>>,
+    /// `waiting_room_bypass`; `None` while unset.
+    pub bypass: Option<Bypass>,
+    /// `waiting_room_dry_run`.
+    pub dry_run: Option<bool>,
+    /// `waiting_room_log_level`.
+    pub log_level: Option<LogLevel>,
     /// For `waiting_room_api` and `waiting_room_status` locations.
     pub endpoint: Option<Endpoint>,
     pub(super) endpoint_room: *mut Room,
@@ -159,6 +200,9 @@ impl Default for LocConf {
             refuse_status: 0,
             closed_status: 0,
             control_token: None,
+            bypass: None,
+            dry_run: None,
+            log_level: None,
             endpoint: None,
             endpoint_room: ptr::null_mut(),
             core: ptr::null_mut(),
@@ -234,6 +278,14 @@ impl Merge for LocConf {
         if self.closed_status == 0 {
             self.closed_status = if prev.closed_status == 0 { 503 } else { prev.closed_status };
         }
+        if self.bypass.is_none() {
+            self.bypass = prev
+                .bypass
+                .as_ref()
+                .map(|b| Bypass { nets: b.nets.clone(), conditions: b.conditions });
+        }
+        self.dry_run = self.dry_run.or(prev.dry_run).or(Some(false));
+        self.log_level = self.log_level.or(prev.log_level).or(Some(LogLevel::Info));
         Ok(())
     }
 }
@@ -360,6 +412,37 @@ pub fn read_conf_file(
         Ok(_) => Ok((path, bytes)),
         Err(e) => fail(FileError::Read(e)),
     }
+}
+
+/// `value` compiled as a complex value (a string with variables) into `cv`; `false` when
+/// nginx refused it (it has logged why).
+pub fn compile_into(
+    cf: *mut ngx_conf_t,
+    mut value: ngx_str_t,
+    cv: *mut ngx_http_complex_value_t,
+) -> bool {
+    // SAFETY: `cf` is the configuration being read and `cv` a complex value record in its
+    // pool; a zeroed compile record with `cf`, `value` and `complex_value` set is how nginx's
+    // own modules call the compiler.
+    unsafe {
+        let mut ccv: ngx_http_compile_complex_value_t = core::mem::zeroed();
+        ccv.cf = cf;
+        ccv.value = &mut value;
+        ccv.complex_value = cv;
+        ngx_http_compile_complex_value(&mut ccv) == NGX_OK as ngx_int_t
+    }
+}
+
+/// `value` compiled as a complex value in the configuration pool; `None` when nginx refused
+/// it (it has logged why).
+pub fn compile_complex_value(
+    cf: *mut ngx_conf_t,
+    value: ngx_str_t,
+) -> Option<*mut ngx_http_complex_value_t> {
+    // SAFETY: `cf` is the configuration being read; its pool outlives the configuration.
+    let cv = unsafe { ngx_pcalloc((*cf).pool, core::mem::size_of::<ngx_http_complex_value_t>()) }
+        as *mut ngx_http_complex_value_t;
+    (!cv.is_null() && compile_into(cf, value, cv)).then_some(cv)
 }
 
 pub fn main_conf(cf: *mut ngx_conf_t) -> Option<&'static mut MainConf> {

@@ -12,17 +12,26 @@
 //! waiting_room_api NAME;                                             # location
 //! waiting_room_status NAME;                                          # location
 //! waiting_room_control NAME [token=FILE];                            # location
+//! waiting_room_bypass ADDRESS | CIDR | CONDITION ...;                # http, server, location
+//! waiting_room_dry_run on | off;                                     # http, server, location
+//! waiting_room_log_level info | notice | warn | error;               # http, server, location
 //! ```
 
 use core::ffi::{c_char, c_void};
 use core::fmt;
 
-use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_str_t};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use nginx_sys::{
+    ngx_array_create, ngx_array_push, ngx_command_t, ngx_conf_t, ngx_http_complex_value_t,
+    ngx_str_t,
+};
 use ngx::http::{HttpModuleLocationConf, HttpModuleServerConf, NgxHttpCoreModule};
 
 use super::common::{
-    args, find_room, handle, main_conf, read_conf_file, text, valid_room_name, ApiLocation,
-    Crawlers, Endpoint, FileProblem, Gate, LocConf, Place,
+    args, compile_into, find_room, handle, main_conf, read_conf_file, text, valid_room_name,
+    ApiLocation, Bypass, Crawlers, Endpoint, FileProblem, Gate, LocConf, LogLevel, Place,
 };
 
 /// Longest accepted `waiting_room_page` template.
@@ -47,6 +56,10 @@ pub enum LocationError {
     PageNotText(String),
     /// A `token=` file without a usable token.
     BadToken(String),
+    /// A `waiting_room_bypass` parameter that is neither an address nor a condition.
+    InvalidBypass(String),
+    /// nginx refused a condition (it has said why).
+    BadCondition,
     /// Out of memory, or outside an http block.
     Internal,
 }
@@ -75,6 +88,12 @@ impl fmt::Display for LocationError {
                 "token file \"{path}\" must start with a token of at least {TOKEN_MIN} visible \
                  characters"
             ),
+            LocationError::InvalidBypass(p) => write!(
+                f,
+                "invalid parameter \"{p}\", it must be an address, a CIDR range, or a \
+                 condition with variables"
+            ),
+            LocationError::BadCondition => f.write_str("invalid condition"),
             LocationError::Internal => f.write_str("internal error in the waiting room module"),
         }
     }
@@ -346,4 +365,90 @@ pub extern "C" fn set_refuse_status(
         allowed,
         words,
     )
+}
+
+/// What one `waiting_room_bypass` parameter is: a client address or range, or a condition.
+enum BypassRule {
+    Net(IpNet),
+    Condition,
+}
+
+fn bypass_rule(p: &str) -> Option<BypassRule> {
+    if p.contains('$') {
+        return Some(BypassRule::Condition);
+    }
+    if let Ok(net) = p.parse::<IpNet>() {
+        // `10.0.0.1/8` is a mistake for `10.0.0.0/8`, as nginx's `allow` says too; the range
+        // it names is meant, and taken.
+        return Some(BypassRule::Net(net.trunc()));
+    }
+    p.parse::<IpAddr>().ok().map(|a| BypassRule::Net(IpNet::from(a)))
+}
+
+/// `waiting_room_bypass`: addresses and ranges are matched against the client's address;
+/// any other parameter is a condition, as in `proxy_cache_bypass`: a value that is neither
+/// empty nor "0" lets the request past the room. Several at one level add up.
+pub extern "C" fn set_bypass(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    let lcf = loc_conf(conf);
+    handle(cf, || {
+        let bypass = lcf
+            .bypass
+            .get_or_insert_with(|| Bypass { nets: Vec::new(), conditions: core::ptr::null_mut() });
+        for word in &args(cf)[1..] {
+            let p = text(word);
+            match bypass_rule(&p) {
+                Some(BypassRule::Net(net)) => bypass.nets.push(net),
+                Some(BypassRule::Condition) => {
+                    if bypass.conditions.is_null() {
+                        let size = core::mem::size_of::<ngx_http_complex_value_t>();
+                        // SAFETY: the configuration pool outlives the configuration.
+                        bypass.conditions = unsafe { ngx_array_create((*cf).pool, 2, size) };
+                        if bypass.conditions.is_null() {
+                            return Err(LocationError::Internal);
+                        }
+                    }
+                    // SAFETY: an array of complex values, made above.
+                    let cv = unsafe { ngx_array_push(bypass.conditions) }
+                        as *mut ngx_http_complex_value_t;
+                    if cv.is_null() {
+                        return Err(LocationError::Internal);
+                    }
+                    if !compile_into(cf, *word, cv) {
+                        return Err(LocationError::BadCondition);
+                    }
+                }
+                None => return Err(LocationError::InvalidBypass(p)),
+            }
+        }
+        Ok(())
+    })
+}
+
+pub extern "C" fn set_dry_run(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const CHOICES: &[(&str, bool)] = &[("on", true), ("off", false)];
+    let words = "\"on\" or \"off\"";
+    set_choice(cf, conf, "waiting_room_dry_run", |l| &mut l.dry_run, CHOICES, words)
+}
+
+pub extern "C" fn set_log_level(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const CHOICES: &[(&str, LogLevel)] = &[
+        ("info", LogLevel::Info),
+        ("notice", LogLevel::Notice),
+        ("warn", LogLevel::Warn),
+        ("error", LogLevel::Error),
+    ];
+    let words = "\"info\", \"notice\", \"warn\" or \"error\"";
+    set_choice(cf, conf, "waiting_room_log_level", |l| &mut l.log_level, CHOICES, words)
 }

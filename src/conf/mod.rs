@@ -4,7 +4,9 @@
 //! * [`zone`]: `waiting_room_zone`, `waiting_room_secret` (http);
 //! * [`location`]: `waiting_room`, `waiting_room_queue_status`, `waiting_room_page`,
 //!   `waiting_room_gate`, `waiting_room_crawlers`, `waiting_room_crawler`,
-//!   `waiting_room_refuse_status`, `waiting_room_api`, `waiting_room_status`;
+//!   `waiting_room_refuse_status`, `waiting_room_closed_status`, `waiting_room_bypass`,
+//!   `waiting_room_dry_run`, `waiting_room_log_level`, `waiting_room_api`,
+//!   `waiting_room_status`, `waiting_room_control`;
 //! * [`check`]: what can only be checked once a location is merged;
 //! * [`common`]: what they share: the configuration's types and the helpers that read
 //!   arguments and report errors.
@@ -31,7 +33,7 @@ use ngx::ngx_string;
 
 use crate::core::guard;
 use common::{fail, fail_at};
-pub use common::{Crawlers, Endpoint, Gate, LocConf, MainConf, Module};
+pub use common::{Bypass, Crawlers, Endpoint, Gate, LocConf, LogLevel, MainConf, Module};
 
 // ---- directive table ----
 
@@ -62,7 +64,7 @@ const fn command_at(
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-pub static mut COMMANDS: [ngx_command_t; 14] = [
+pub static mut COMMANDS: [ngx_command_t; 17] = [
     command(
         ngx_string!("waiting_room_zone"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
@@ -122,6 +124,24 @@ pub static mut COMMANDS: [ngx_command_t; 14] = [
         ngx_string!("waiting_room_closed_status"),
         ANY_LEVEL | NGX_CONF_TAKE1,
         location::set_closed_status,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_bypass"),
+        ANY_LEVEL | NGX_CONF_1MORE,
+        location::set_bypass,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_dry_run"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        location::set_dry_run,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_log_level"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        location::set_log_level,
         NGX_HTTP_LOC_CONF_OFFSET,
     ),
     command(

@@ -14,15 +14,12 @@ use core::ffi::{c_char, c_void};
 use core::fmt;
 use std::path::{Path, PathBuf};
 
-use nginx_sys::{
-    ngx_command_t, ngx_conf_t, ngx_http_compile_complex_value, ngx_http_compile_complex_value_t,
-    ngx_http_complex_value_t, ngx_int_t, ngx_parse_size, ngx_parse_time, ngx_pcalloc, ngx_str_t,
-    NGX_OK,
-};
+use nginx_sys::{ngx_command_t, ngx_conf_t, ngx_parse_size, ngx_parse_time, ngx_str_t};
 use ngx::core::NGX_CONF_ERROR;
 
 use super::common::{
-    args, find_room, handle, main_conf, read_conf_file, text, valid_room_name, warn, FileProblem,
+    args, compile_complex_value, find_room, handle, main_conf, read_conf_file, text,
+    valid_room_name, warn, FileProblem,
 };
 use crate::core::control::{self, Mode, Model};
 use crate::core::layout::{Layout, Timing};
@@ -384,29 +381,6 @@ fn state_path(cf: *mut ngx_conf_t, given: &str) -> Result<PathBuf, ZoneError> {
 unsafe fn tail(s: &ngx_str_t, skip: usize) -> ngx_str_t {
     // SAFETY: the caller's promise.
     ngx_str_t { len: s.len - skip, data: unsafe { s.data.add(skip) } }
-}
-
-/// `value` compiled as a complex value (a string with variables) in the configuration pool;
-/// `None` when nginx refused it (it has logged why).
-fn compile_complex_value(
-    cf: *mut ngx_conf_t,
-    mut value: ngx_str_t,
-) -> Option<*mut ngx_http_complex_value_t> {
-    // SAFETY: `cf` is the configuration being read; its pool outlives the configuration, and
-    // a zeroed compile record with `cf`, `value` and `complex_value` set is how nginx's own
-    // modules call the compiler.
-    unsafe {
-        let cv = ngx_pcalloc((*cf).pool, core::mem::size_of::<ngx_http_complex_value_t>())
-            as *mut ngx_http_complex_value_t;
-        if cv.is_null() {
-            return None;
-        }
-        let mut ccv: ngx_http_compile_complex_value_t = core::mem::zeroed();
-        ccv.cf = cf;
-        ccv.value = &mut value;
-        ccv.complex_value = cv;
-        (ngx_http_compile_complex_value(&mut ccv) == NGX_OK as ngx_int_t).then_some(cv)
-    }
 }
 
 pub extern "C" fn set_zone(

@@ -28,7 +28,7 @@ use super::layout::{
     TicketSlot, Timing, ADOPT_SPAN, CALLED, FREE, KEY_MAX, LAPSED, LAYOUT_VERSION, MAGIC, RECALLED,
     RETURNED, UNCONFIRMED, VISITOR_GAP, WAITING,
 };
-use super::stats::{Counters, Pace, Totals};
+use super::stats::{Counters, Pace, Tallies, Totals};
 
 /// How many expired tickets one call may clear before it leaves the rest to the sweep.
 const LAZY_BUDGET: u32 = 64;
@@ -169,6 +169,7 @@ pub struct Snapshot {
     /// through without a place while the room was off.
     pub turned_away: u64,
     pub passed: u64,
+    pub tallies: Tallies,
 }
 
 /// Which tickets a tree query counts.
@@ -367,6 +368,7 @@ impl<'a> Room<'a> {
                 ..Control::default()
             },
             pace: Pace::new(),
+            tallies: Tallies::default(),
         };
         for (i, f) in room.free.iter_mut().enumerate() {
             // Pop order is from the top: hand out slot 0 first.
@@ -1362,7 +1364,13 @@ impl<'a> Room<'a> {
             changes: h.control.changes,
             turned_away: h.control.turned_away,
             passed: h.control.passed,
+            tallies: h.tallies,
         }
+    }
+
+    /// Adds what a worker counted without the lock (see [`Tallies`]).
+    pub fn add_tallies(&mut self, t: &Tallies) {
+        self.hdr.tallies.add(t);
     }
 
     /// Checks every invariant by brute force; for tests.

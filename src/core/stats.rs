@@ -28,6 +28,29 @@ pub struct Totals {
     pub rejected_full: u64,
 }
 
+/// Requests the room let through without a decision of its own, counted by each worker and
+/// added to the zone's counts the next time it holds the lock (within a sweep's interval):
+/// counting them needs no lock of its own. Not in the state file: they start again from 0
+/// with a new zone, which Prometheus takes as a counter reset.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tallies {
+    /// Requests `waiting_room_bypass` let past the room.
+    pub bypassed: u64,
+    /// Requests `waiting_room_dry_run` let through that the room would have held or refused.
+    pub dry_run: u64,
+    /// Sessions the origin ended with its response header.
+    pub ended_by_origin: u64,
+}
+
+impl Tallies {
+    pub fn add(&mut self, o: &Tallies) {
+        self.bypassed += o.bypassed;
+        self.dry_run += o.dry_run;
+        self.ended_by_origin += o.ended_by_origin;
+    }
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default)]
 pub(super) struct Counters {

@@ -8,22 +8,29 @@
 //! cannot skip it. Subrequests are never stopped; after an internal redirect the first decision
 //! stands.
 //!
+//! `waiting_room_bypass` lets requests past the room before anything else, without counting
+//! them. With `waiting_room_dry_run on`, every decision is made, counted, logged and shown in
+//! `$waiting_room_status` (`QUEUED_DRY_RUN` …), but the request goes on as if let in.
+//!
 //! Only a page load may be given a place: other requests without one get a short refusal.
 //! Known crawlers never hold one. A first contact is given an arrival, not a place: the place
 //! is taken when the browser comes back with the cookie.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use nginx_sys::{
     ngx_array_push, ngx_conf_t, ngx_http_discard_request_body, ngx_http_finalize_request,
     ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
     ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE, ngx_http_request_t, ngx_http_test_predicates,
-    ngx_int_t, NGX_DECLINED, NGX_DONE, NGX_ERROR, NGX_HTTP_INTERNAL_SERVER_ERROR,
-    NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_TOO_MANY_REQUESTS, NGX_LOG_WARN, NGX_OK,
+    ngx_int_t, sockaddr_in, sockaddr_in6, AF_INET, AF_INET6, NGX_DECLINED, NGX_DONE, NGX_ERROR,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_TOO_MANY_REQUESTS,
+    NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
 
 use super::edge;
-use crate::conf::{Crawlers, Gate, LocConf, Module};
+use crate::conf::{Bypass, Crawlers, Gate, LocConf, LogLevel, Module};
 use crate::core::layout::People;
 use crate::core::request::{is_known_crawler, is_navigation};
 use crate::http::cookies;
@@ -102,6 +109,13 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
     if verdict::get(r).is_some_and(|v| v.passed && v.room == room_id) {
         return declined;
     }
+    if lcf.bypass.as_ref().is_some_and(|b| bypassed(r, b)) {
+        room.tally(|t| t.bypassed += 1);
+        let v =
+            Verdict { status: Some("BYPASSED"), passed: true, room: room_id, ..Verdict::default() };
+        verdict::set(r, v);
+        return declined;
+    }
     let now = http::now();
     let token = room.token(cookies::cookies(r, &room.cookie), now.wall_s);
     if token.is_some_and(|t| room.touch_live(&t, now.mono_ms)) {
@@ -121,7 +135,8 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 Ok(Refused::Off) => off(r),
                 to_log => {
                     room.log_people(counted(to_log));
-                    refuse(r, lcf.refuse_status, "REFUSED", None)
+                    stop(r, lcf, room, Stop::Crawler)
+                        .unwrap_or_else(|| refuse(r, lcf.refuse_status, "REFUSED", None))
                 }
             },
         };
@@ -147,7 +162,8 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
             Ok(Refused::Off) => off(r),
             to_log => {
                 room.log_people(counted(to_log));
-                refuse(r, lcf.refuse_status, "REFUSED", None)
+                stop(r, lcf, room, Stop::NotPageLoad)
+                    .unwrap_or_else(|| refuse(r, lcf.refuse_status, "REFUSED", None))
             }
         };
     };
@@ -172,6 +188,9 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
         // no ticket yet; the page asks again soon and gets one once this nginx takes over.
         Outcome::Held { queue_length } => {
             let position = queue_length + 1;
+            if let Some(rc) = stop(r, lcf, room, Stop::Queued(position)) {
+                return rc;
+            }
             if !join {
                 return refuse(r, lcf.refuse_status, "QUEUED", Some(position));
             }
@@ -191,6 +210,9 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
             };
             cookies::set_cookie(r, &room.cookie, &value);
+            if let Some(rc) = stop(r, lcf, room, Stop::Arrived(place.position)) {
+                return rc;
+            }
             let v = Verdict {
                 status: Some("ARRIVED"),
                 position: Some(place.position),
@@ -210,6 +232,9 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 };
                 cookies::set_cookie(r, &room.cookie, &value);
             }
+            if let Some(rc) = stop(r, lcf, room, Stop::Queued(position)) {
+                return rc;
+            }
             if !join {
                 // A request of a page's (an image, a script) from someone in line: their
                 // place is kept, and the request gets no page.
@@ -227,12 +252,16 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
             let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
             respond(r, lcf.queue_status, refresh, body.as_bytes())
         }
-        Outcome::Limited => refuse(r, NGX_HTTP_TOO_MANY_REQUESTS as usize, "LIMITED", None),
+        Outcome::Limited => stop(r, lcf, room, Stop::Limited)
+            .unwrap_or_else(|| refuse(r, NGX_HTTP_TOO_MANY_REQUESTS as usize, "LIMITED", None)),
         // The room is off (mode `pass`): through, counted, without a place.
         Outcome::Off => off(r),
         Outcome::Closed { over } => {
             let (status, page) =
                 if over { ("OVER", pages::OVER_PAGE) } else { ("CLOSED", pages::CLOSED_PAGE) };
+            if let Some(rc) = stop(r, lcf, room, if over { Stop::Over } else { Stop::Closed }) {
+                return rc;
+            }
             if !join {
                 return refuse(r, lcf.closed_status, status, None);
             }
@@ -241,8 +270,121 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
         }
         Outcome::Full { queue_length } => {
             full(r, room, queue_length, now);
+            if let Some(rc) = stop(r, lcf, room, Stop::Full) {
+                return rc;
+            }
             verdict::set(r, Verdict { status: Some("REJECTED"), ..Verdict::default() });
             respond(r, NGX_HTTP_SERVICE_UNAVAILABLE as usize, 60, pages::FULL_PAGE.as_bytes())
+        }
+    }
+}
+
+/// A decision that holds or refuses the request.
+#[derive(Clone, Copy, Debug)]
+enum Stop {
+    /// In line (or held there), at this position.
+    Queued(u64),
+    /// A first contact sent to the line, at this position.
+    Arrived(u64),
+    /// Not a page load, and no place.
+    NotPageLoad,
+    Crawler,
+    Limited,
+    Closed,
+    Over,
+    Full,
+}
+
+impl Stop {
+    /// `$waiting_room_status`, as in a dry run.
+    fn dry_status(self) -> &'static str {
+        match self {
+            Stop::Queued(_) => "QUEUED_DRY_RUN",
+            Stop::Arrived(_) => "ARRIVED_DRY_RUN",
+            Stop::NotPageLoad | Stop::Crawler => "REFUSED_DRY_RUN",
+            Stop::Limited => "LIMITED_DRY_RUN",
+            Stop::Closed => "CLOSED_DRY_RUN",
+            Stop::Over => "OVER_DRY_RUN",
+            Stop::Full => "REJECTED_DRY_RUN",
+        }
+    }
+
+    fn position(self) -> Option<u64> {
+        match self {
+            Stop::Queued(p) | Stop::Arrived(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// Logs a decision that holds or refuses the request, at `waiting_room_log_level` (a place in
+/// line one level lower, as `limit_req` logs delays); in a dry run, lets the request go on
+/// (`Some`), counted.
+fn stop(r: &mut ngx_http_request_t, lcf: &LocConf, room: &Room, what: Stop) -> Option<ngx_int_t> {
+    let dry = lcf.dry_run == Some(true);
+    let (refused, queued) = lcf.log_level.unwrap_or(LogLevel::Info).levels();
+    let level = if what.position().is_some() { queued } else { refused };
+    let run = if dry { ", dry run" } else { "" };
+    let name = &room.name;
+    // SAFETY: a live request's connection and its log.
+    let log = unsafe { (*r.connection).log };
+    let said = match what {
+        Stop::Queued(_) => "holds the request in line",
+        Stop::Arrived(_) => "sends a newcomer to the line",
+        Stop::NotPageLoad => "refuses a request without a place that is not a page load",
+        Stop::Crawler => "refuses a crawler",
+        Stop::Limited => "refuses a client over client_limit",
+        Stop::Closed => "is closed, newcomer turned away",
+        Stop::Over => "has its event over, newcomer turned away",
+        Stop::Full => "is full, newcomer turned away",
+    };
+    let at = what.position().map(|p| format!(" at {p}")).unwrap_or_default();
+    ngx_log_error!(level, log, "waiting room \"{name}\" {said}{at}{run}");
+    if !dry {
+        return None;
+    }
+    room.tally(|t| t.dry_run += 1);
+    let v = Verdict {
+        status: Some(what.dry_status()),
+        position: what.position(),
+        ..Verdict::default()
+    };
+    verdict::set(r, v);
+    Some(NGX_DECLINED as ngx_int_t)
+}
+
+/// Whether `waiting_room_bypass` lets the request past the room.
+fn bypassed(r: &mut ngx_http_request_t, b: &Bypass) -> bool {
+    if !b.nets.is_empty() {
+        if let Some(addr) = client_address(r) {
+            if b.nets.iter().any(|n| n.contains(&addr)) {
+                return true;
+            }
+        }
+    }
+    // SAFETY: a live request and the conditions compiled for its configuration.
+    !b.conditions.is_null()
+        && unsafe { ngx_http_test_predicates(r, b.conditions) } == NGX_DECLINED as ngx_int_t
+}
+
+/// The client's address, as the realip module leaves it; an IPv4-mapped IPv6 address as the
+/// IPv4 address it is.
+fn client_address(r: &ngx_http_request_t) -> Option<IpAddr> {
+    // SAFETY: a live request's connection, whose `sockaddr` nginx sets (and the realip module
+    // replaces) to an address of the family its first field names.
+    unsafe {
+        let sa = (*r.connection).sockaddr;
+        match u32::from((*sa).sa_family) {
+            AF_INET => {
+                let sin = &*(sa as *const sockaddr_in);
+                Some(IpAddr::V4(Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr))))
+            }
+            AF_INET6 => {
+                let sin6 = &*(sa as *const sockaddr_in6);
+                let v6 = Ipv6Addr::from(sin6.sin6_addr.__in6_u.__u6_addr8);
+                Some(v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4))
+            }
+            _ => None,
         }
     }
 }

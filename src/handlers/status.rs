@@ -67,6 +67,9 @@ fn status(r: &mut ngx_http_request_t) -> ngx_int_t {
         "turned_away": snap.turned_away,
         "passed_off": snap.passed,
         "control_changes": snap.changes,
+        "bypassed": snap.tallies.bypassed,
+        "dry_run": snap.tallies.dry_run,
+        "ended_by_origin": snap.tallies.ended_by_origin,
     });
     http::send_json(r, 200, &body)
 }
