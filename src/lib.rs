@@ -50,7 +50,7 @@ mod wiring {
         NGX_HTTP_MODULE, NGX_PROCESS_SINGLE, NGX_PROCESS_WORKER,
     };
     use ngx::core::{Status, NGX_CONF_OK};
-    use ngx::http::HttpModule;
+    use ngx::http::{HttpModule, HttpModuleMainConf};
 
     use crate::conf::{self, Endpoint, LocConf, Module};
     use crate::handlers;
@@ -64,7 +64,12 @@ mod wiring {
         if rc != nginx_sys::NGX_OK as ngx_int_t {
             return rc;
         }
-        handlers::origin::register()
+        // Without a room, no response is looked at.
+        // SAFETY: postconfiguration's `cf` is the http block's.
+        match Module::main_conf(unsafe { &*cf }) {
+            Some(mcf) if mcf.rooms().next().is_some() => handlers::origin::register(),
+            _ => nginx_sys::NGX_OK as ngx_int_t,
+        }
     }
 
     /// Merges a location's configuration and checks it, then gives the locations of

@@ -127,6 +127,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
     if crawler {
         return match lcf.crawlers {
             Some(Crawlers::Pass) => {
+                room.tally(|t| t.bypassed += 1);
                 let v = Verdict { status: Some("BYPASSED"), ..Verdict::default() };
                 verdict::set(r, v);
                 declined
