@@ -231,3 +231,20 @@ fn a_first_contact_is_confirmed_under_the_lock_only() {
     // SAFETY: as above.
     assert!(unsafe { touch_session_unlocked(base, &layout, s, now + 20, &T) });
 }
+
+#[test]
+fn what_workers_count_without_the_lock_adds_up_in_the_zone_and_leaves_the_room_alone() {
+    use crate::core::stats::Tallies;
+    let mut mem = region(256 * 1024);
+    let mut room = Room::create(bytes(&mut mem), 2, 2, b"k", 7).unwrap();
+    let before = room.snapshot();
+    let one = Tallies { bypassed: 3, dry_run: 2, ended_by_origin: 1 };
+    room.add_tallies(&one);
+    room.add_tallies(&Tallies { bypassed: 1, ..Tallies::default() });
+    let after = room.snapshot();
+    assert_eq!(after.tallies, Tallies { bypassed: 4, dry_run: 2, ended_by_origin: 1 });
+    assert_eq!(after.active_sessions, before.active_sessions);
+    assert_eq!(after.queue_length, before.queue_length);
+    assert_eq!(after.totals, before.totals);
+    room.check_invariants();
+}
