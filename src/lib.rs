@@ -67,7 +67,10 @@ mod wiring {
         // Without a room, no response is looked at.
         // SAFETY: postconfiguration's `cf` is the http block's.
         match Module::main_conf(unsafe { &*cf }) {
-            Some(mcf) if mcf.rooms().next().is_some() => handlers::origin::register(),
+            Some(mcf) if mcf.rooms().next().is_some() => {
+                handlers::inject::register();
+                handlers::origin::register()
+            }
             _ => nginx_sys::NGX_OK as ngx_int_t,
         }
     }

@@ -178,6 +178,8 @@ pub struct LocConf {
     pub dry_run: Option<bool>,
     /// `waiting_room_log_level`.
     pub log_level: Option<LogLevel>,
+    /// `waiting_room_insert_heartbeat`.
+    pub insert_heartbeat: Option<bool>,
     /// For `waiting_room_api` and `waiting_room_status` locations.
     pub endpoint: Option<Endpoint>,
     pub(super) endpoint_room: *mut Room,
@@ -203,6 +205,7 @@ impl Default for LocConf {
             bypass: None,
             dry_run: None,
             log_level: None,
+            insert_heartbeat: None,
             endpoint: None,
             endpoint_room: ptr::null_mut(),
             core: ptr::null_mut(),
@@ -286,6 +289,7 @@ impl Merge for LocConf {
         }
         self.dry_run = self.dry_run.or(prev.dry_run).or(Some(false));
         self.log_level = self.log_level.or(prev.log_level).or(Some(LogLevel::Info));
+        self.insert_heartbeat = self.insert_heartbeat.or(prev.insert_heartbeat).or(Some(false));
         Ok(())
     }
 }

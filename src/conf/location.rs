@@ -15,6 +15,7 @@
 //! waiting_room_bypass ADDRESS | CIDR | CONDITION ...;                # http, server, location
 //! waiting_room_dry_run on | off;                                     # http, server, location
 //! waiting_room_log_level info | notice | warn | error;               # http, server, location
+//! waiting_room_insert_heartbeat on | off;                            # http, server, location
 //! ```
 
 use core::ffi::{c_char, c_void};
@@ -436,6 +437,16 @@ pub extern "C" fn set_dry_run(
     const CHOICES: &[(&str, bool)] = &[("on", true), ("off", false)];
     let words = "\"on\" or \"off\"";
     set_choice(cf, conf, "waiting_room_dry_run", |l| &mut l.dry_run, CHOICES, words)
+}
+
+pub extern "C" fn set_insert_heartbeat(
+    cf: *mut ngx_conf_t,
+    _: *mut ngx_command_t,
+    conf: *mut c_void,
+) -> *mut c_char {
+    const CHOICES: &[(&str, bool)] = &[("on", true), ("off", false)];
+    let words = "\"on\" or \"off\"";
+    set_choice(cf, conf, "waiting_room_insert_heartbeat", |l| &mut l.insert_heartbeat, CHOICES, words)
 }
 
 pub extern "C" fn set_log_level(

@@ -5,7 +5,8 @@
 //! * [`location`]: `waiting_room`, `waiting_room_queue_status`, `waiting_room_page`,
 //!   `waiting_room_gate`, `waiting_room_crawlers`, `waiting_room_crawler`,
 //!   `waiting_room_refuse_status`, `waiting_room_closed_status`, `waiting_room_bypass`,
-//!   `waiting_room_dry_run`, `waiting_room_log_level`, `waiting_room_api`,
+//!   `waiting_room_dry_run`, `waiting_room_log_level`, `waiting_room_insert_heartbeat`,
+//!   `waiting_room_api`,
 //!   `waiting_room_status`, `waiting_room_control`;
 //! * [`check`]: what can only be checked once a location is merged;
 //! * [`common`]: what they share: the configuration's types and the helpers that read
@@ -64,7 +65,7 @@ const fn command_at(
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-pub static mut COMMANDS: [ngx_command_t; 17] = [
+pub static mut COMMANDS: [ngx_command_t; 18] = [
     command(
         ngx_string!("waiting_room_zone"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
@@ -142,6 +143,12 @@ pub static mut COMMANDS: [ngx_command_t; 17] = [
         ngx_string!("waiting_room_log_level"),
         ANY_LEVEL | NGX_CONF_TAKE1,
         location::set_log_level,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_insert_heartbeat"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        location::set_insert_heartbeat,
         NGX_HTTP_LOC_CONF_OFFSET,
     ),
     command(

@@ -7,5 +7,6 @@ pub mod access;
 pub mod api;
 pub mod control;
 mod edge;
+pub mod inject;
 pub mod origin;
 pub mod status;
