@@ -5,6 +5,9 @@
   // through localStorage, and answering with a heartbeat) keeps the visitor inside.
   var api = '{{API_JS}}', ms = Math.max(+'{{HEARTBEAT_MS}}' || 30000, 1000), on = 1, t;
   var key = 'wr-away:' + api;
+  // Once a page, however many times it is included (by the page and by nginx).
+  if (window[key]) return;
+  window[key] = 1;
   function post(p) {
     try {
       return fetch(api + p, { method: 'POST', credentials: 'same-origin', keepalive: true });
