@@ -46,6 +46,58 @@ fn contains_ci(hay: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && hay.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
+/// Whether `Accept` prefers JSON to HTML: an app or a single-page app asking for data, which
+/// is answered in JSON (and may take a place, as a page load may). `application/json` (or a
+/// `+json` type) must be named with a weight above 0, and above that of `text/html` (named,
+/// or as `text/*`) when HTML is asked for: `application/json, text/plain, */*` prefers
+/// JSON; a browser's `text/html,…,*/*;q=0.8` does not.
+pub fn prefers_json(accept: Option<&[u8]>) -> bool {
+    let Some(accept) = accept else { return false };
+    let (mut json, mut html) = (0u32, None::<u32>);
+    for range in accept.split(|&b| b == b',') {
+        let mut parts = range.split(|&b| b == b';');
+        let kind = trimmed(parts.next().unwrap_or_default());
+        let q = parts.find_map(|p| {
+            let p = trimmed(p);
+            let v = p.strip_prefix(b"q=").or_else(|| p.strip_prefix(b"Q="))?;
+            Some(weight(trimmed(v)))
+        });
+        let q = q.unwrap_or(1000);
+        let (ty, sub) = match kind.iter().position(|&b| b == b'/') {
+            Some(i) => (&kind[..i], &kind[i + 1..]),
+            None => continue,
+        };
+        let is = |a: &[u8], b: &str| a.eq_ignore_ascii_case(b.as_bytes());
+        let json_sub = is(sub, "json") || ends_ci(sub, b"+json");
+        if is(ty, "application") && json_sub {
+            json = json.max(q);
+        } else if (is(ty, "text") && (is(sub, "html") || is(sub, "*"))) || is(sub, "xhtml+xml") {
+            html = Some(html.map_or(q, |h| h.max(q)));
+        }
+    }
+    json > 0 && html.is_none_or(|h| json > h)
+}
+
+/// A `q` value in thousandths (`0.8` is 800); what cannot be read is 0.
+fn weight(v: &[u8]) -> u32 {
+    let s = core::str::from_utf8(v).unwrap_or("0");
+    let (int, frac) = s.split_once('.').unwrap_or((s, ""));
+    let int: u32 = match int {
+        "1" => 1,
+        "0" | "" => 0,
+        _ => return 0,
+    };
+    if frac.len() > 3 || !frac.bytes().all(|b| b.is_ascii_digit()) {
+        return 0;
+    }
+    let frac: u32 = format!("{frac:0<3}").parse().unwrap_or(0);
+    (int * 1000 + frac).min(1000)
+}
+
+fn ends_ci(hay: &[u8], tail: &[u8]) -> bool {
+    hay.len() >= tail.len() && hay[hay.len() - tail.len()..].eq_ignore_ascii_case(tail)
+}
+
 /// Whether the request is a top-level page load: what a person does by following a link,
 /// typing an address, reloading or sending a form. Browsers say so with `Sec-Fetch-Mode:
 /// navigate` and `Sec-Fetch-Dest: document`; older ones, which send no `Sec-Fetch-*`, ask for
@@ -187,6 +239,30 @@ mod tests {
 
     const CHROME_ACCEPT: &str = "text/html,application/xhtml+xml,application/xml;q=0.9,\
                                  image/avif,image/webp,*/*;q=0.8";
+
+    #[test]
+    fn apps_asking_for_json_get_json() {
+        let yes = |a: &str| prefers_json(Some(a.as_bytes()));
+        assert!(yes("application/json"));
+        assert!(yes("application/json, text/plain, */*"));
+        assert!(yes("Application/JSON;charset=utf-8"));
+        assert!(yes("application/problem+json"));
+        assert!(yes("text/html;q=0.5, application/json"));
+        assert!(yes("application/json;q=0.9, text/html;q=0.8"));
+        assert!(!yes(CHROME_ACCEPT));
+        assert!(!yes("*/*"));
+        assert!(!yes("application/json;q=0"));
+        assert!(!yes("application/json;q=0.5, text/html"));
+        assert!(!yes("application/json, text/html"));
+        assert!(!yes("application/json;q=0.5, text/*"));
+        assert!(!yes("application/jsonp"));
+        assert!(!yes("application/json;q=x"));
+        assert!(!prefers_json(None));
+        assert_eq!(weight(b"0.8"), 800);
+        assert_eq!(weight(b"1.000"), 1000);
+        assert_eq!(weight(b"0.0001"), 0);
+        assert_eq!(weight(b"2"), 0);
+    }
 
     #[test]
     fn browsers_navigating_join() {

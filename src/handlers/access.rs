@@ -32,7 +32,7 @@ use ngx::ngx_log_error;
 use super::edge;
 use crate::conf::{Bypass, Crawlers, Gate, LocConf, LogLevel, Module};
 use crate::core::layout::People;
-use crate::core::request::{is_known_crawler, is_navigation};
+use crate::core::request::{is_known_crawler, is_navigation, prefers_json, Method};
 use crate::http::cookies;
 use crate::http::verdict::{self, Verdict};
 use crate::http::{self, Now};
@@ -122,7 +122,9 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
         return passed(r, room_id);
     }
     let (method, headers, ua) = http::request_kind(r);
-    let join = is_navigation(method, &headers);
+    // An app asking for JSON may take a place as a page load may, and is answered in JSON.
+    let app = method != Method::Other && prefers_json(headers.accept);
+    let join = is_navigation(method, &headers) || app;
     let crawler = is_known_crawler(ua) || crawler_named(r, lcf);
     if crawler {
         return match lcf.crawlers {
@@ -136,8 +138,14 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 Ok(Refused::Off) => off(r),
                 to_log => {
                     room.log_people(counted(to_log));
-                    stop(r, lcf, room, Stop::Crawler)
-                        .unwrap_or_else(|| refuse(r, lcf.refuse_status, "REFUSED", None))
+                    stop(r, lcf, room, Stop::Crawler).unwrap_or_else(|| {
+                        if app {
+                            verdict::set(r, status_only("REFUSED"));
+                            let a = AppAnswer::new("refused", REFUSE_RETRY_SECONDS);
+                            return a.send(r, lcf, lcf.refuse_status);
+                        }
+                        refuse(r, lcf.refuse_status, "REFUSED", None)
+                    })
                 }
             },
         };
@@ -200,6 +208,10 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 Verdict { status: Some("QUEUED"), position: Some(position), ..Verdict::default() },
             );
             let place = Place { position, queue_length, ..Place::default() };
+            if app {
+                let a = AppAnswer::new("queued", HELD_REFRESH_SECONDS).at(&place);
+                return a.send(r, lcf, lcf.queue_status);
+            }
             let view = view(room, lcf, &place, HELD_REFRESH_SECONDS, false);
             let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
             respond(r, lcf.queue_status, HELD_REFRESH_SECONDS, body.as_bytes())
@@ -221,6 +233,11 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 ..Verdict::default()
             };
             verdict::set(r, v);
+            if app {
+                // Back at once with the cookie, to take the place.
+                let a = AppAnswer::new("arrived", 0).at(&place);
+                return a.send(r, lcf, lcf.queue_status);
+            }
             let view = view(room, lcf, &place, ARRIVAL_REFRESH_SECONDS, true);
             let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
             respond(r, lcf.queue_status, ARRIVAL_REFRESH_SECONDS, body.as_bytes())
@@ -249,12 +266,22 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
             };
             verdict::set(r, v);
             let refresh = place.refresh_seconds(room.timing().claim_window_ms);
+            if app {
+                let a = AppAnswer::new("queued", refresh).at(&place);
+                return a.send(r, lcf, lcf.queue_status);
+            }
             let view = view(room, lcf, &place, refresh, false);
             let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
             respond(r, lcf.queue_status, refresh, body.as_bytes())
         }
-        Outcome::Limited => stop(r, lcf, room, Stop::Limited)
-            .unwrap_or_else(|| refuse(r, NGX_HTTP_TOO_MANY_REQUESTS as usize, "LIMITED", None)),
+        Outcome::Limited => stop(r, lcf, room, Stop::Limited).unwrap_or_else(|| {
+            let status = NGX_HTTP_TOO_MANY_REQUESTS as usize;
+            if app {
+                verdict::set(r, status_only("LIMITED"));
+                return AppAnswer::new("limited", 30).send(r, lcf, status);
+            }
+            refuse(r, status, "LIMITED", None)
+        }),
         // The room is off (mode `pass`): through, counted, without a place.
         Outcome::Off => off(r),
         Outcome::Closed { over } => {
@@ -267,6 +294,10 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 return refuse(r, lcf.closed_status, status, None);
             }
             verdict::set(r, Verdict { status: Some(status), ..Verdict::default() });
+            if app {
+                let state = if over { "over" } else { "closed" };
+                return AppAnswer::new(state, CLOSED_RETRY_SECONDS).send(r, lcf, lcf.closed_status);
+            }
             respond(r, lcf.closed_status, CLOSED_RETRY_SECONDS, page.as_bytes())
         }
         Outcome::Full { queue_length } => {
@@ -275,6 +306,11 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 return rc;
             }
             verdict::set(r, Verdict { status: Some("REJECTED"), ..Verdict::default() });
+            if app {
+                let mut a = AppAnswer::new("full", 60);
+                a.queue_length = Some(queue_length);
+                return a.send(r, lcf, NGX_HTTP_SERVICE_UNAVAILABLE as usize);
+            }
             respond(r, NGX_HTTP_SERVICE_UNAVAILABLE as usize, 60, pages::FULL_PAGE.as_bytes())
         }
     }
@@ -390,6 +426,62 @@ fn client_address(r: &ngx_http_request_t) -> Option<IpAddr> {
     }
 }
 
+fn status_only(status: &'static str) -> Verdict {
+    Verdict { status: Some(status), ..Verdict::default() }
+}
+
+/// The JSON answer to an app (a request whose `Accept` prefers JSON): what the page would
+/// show, with the status it would have, and where to ask again.
+struct AppAnswer {
+    state: &'static str,
+    place: Option<Place>,
+    queue_length: Option<u64>,
+    refresh_seconds: u64,
+}
+
+impl AppAnswer {
+    fn new(state: &'static str, refresh_seconds: u64) -> AppAnswer {
+        AppAnswer { state, place: None, queue_length: None, refresh_seconds }
+    }
+
+    fn at(mut self, place: &Place) -> AppAnswer {
+        self.place = Some(*place);
+        self.queue_length = Some(place.queue_length);
+        self
+    }
+
+    fn send(&self, r: &mut ngx_http_request_t, lcf: &LocConf, status: usize) -> ngx_int_t {
+        let api = lcf.api();
+        let p = self.place;
+        let body = serde_json::json!({
+            "state": self.state,
+            "position": p.map(|p| p.position),
+            "queue_length": self.queue_length,
+            "eta_seconds": p.and_then(|p| p.eta),
+            "eta_max_seconds": p.and_then(|p| p.eta_max),
+            "draw": p.map_or(0, |p| p.draw),
+            "starts_in": p.and_then(|p| p.starts_in),
+            "refresh_seconds": self.refresh_seconds,
+            "api": {
+                "position": format!("{api}position"),
+                "heartbeat": format!("{api}heartbeat"),
+                "leave": format!("{api}leave"),
+            },
+        });
+        // SAFETY: a live main request; the body is not wanted, whatever the method.
+        let rc = unsafe { ngx_http_discard_request_body(r) };
+        if rc != NGX_OK as ngx_int_t {
+            return rc;
+        }
+        http::add_header(r, "Retry-After", "retry-after", &self.refresh_seconds.to_string());
+        http::add_header(r, "Vary", "vary", "Accept");
+        let rc = http::send_json(r, status, &body);
+        // SAFETY: as in `respond`.
+        unsafe { ngx_http_finalize_request(r, rc) };
+        NGX_DONE as ngx_int_t
+    }
+}
+
 /// Through, without a place: the room is off (mode `pass`).
 fn off(r: &mut ngx_http_request_t) -> ngx_int_t {
     verdict::set(r, Verdict { status: Some("OFF"), ..Verdict::default() });
@@ -447,6 +539,7 @@ fn refuse(
     }
     http::add_header(r, "Cache-Control", "cache-control", "no-store");
     http::add_header(r, "Retry-After", "retry-after", &REFUSE_RETRY_SECONDS.to_string());
+    http::add_header(r, "Vary", "vary", "Accept");
     let rc = http::send(r, status, "text/plain; charset=utf-8", body);
     // SAFETY: as in `respond`.
     unsafe { ngx_http_finalize_request(r, rc) };
@@ -477,6 +570,7 @@ fn respond(r: &mut ngx_http_request_t, status: usize, retry_after: u64, body: &[
     }
     http::add_header(r, "Cache-Control", "cache-control", "no-store");
     http::add_header(r, "Retry-After", "retry-after", &retry_after.to_string());
+    http::add_header(r, "Vary", "vary", "Accept");
     let rc = http::send(r, status, "text/html; charset=utf-8", body);
     // SAFETY: the response is complete; finishing the request is ours to do, as in a content
     // handler, and the phase engine is told with NGX_DONE that it is done.
