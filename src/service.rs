@@ -192,6 +192,9 @@ pub struct Room {
     /// For the log: a full line, an unusable zone, a state file too small.
     pub full_log: Throttle,
     pub unusable_log: Throttle,
+    /// A link with a bad signature is logged at `warn` at most this often, per worker (then at
+    /// `info`): someone trying forged links must not fill the log.
+    pub forged_log: Throttle,
     state_log: Throttle,
     /// The state file's path (`state=`), and the file, opened by the zone's init.
     state_path: Option<PathBuf>,
@@ -220,6 +223,7 @@ impl Room {
             tokens: RefCell::new(TokenCache::default()),
             full_log: Throttle::new(),
             unusable_log: Throttle::new(),
+            forged_log: Throttle::new(),
             state_log: Throttle::new(),
             state_path: None,
             state: RefCell::new(None),

@@ -44,6 +44,10 @@ const HELD_REFRESH_SECONDS: u64 = 3;
 /// How often a full line is logged again, per worker and room.
 const FULL_LOG_MS: u64 = 10_000;
 
+/// How often, at most, a link with a bad signature is logged at `warn`, per worker and room
+/// (at `info` in between).
+const FORGED_LOG_MS: u64 = 10_000;
+
 /// How soon a first contact's page asks again without its script (with it, at once).
 const ARRIVAL_REFRESH_SECONDS: u64 = 2;
 
@@ -279,7 +283,8 @@ fn exempt(r: &mut ngx_http_request_t, room: &Room, value: &[u8], now: Now) -> Op
     match used {
         LinkUsed::Refused { why, link } => {
             let id = link.map_or_else(String::new, |l| format!(" {:016x}", l.id));
-            let level = if why.suspicious() { NGX_LOG_WARN } else { NGX_LOG_INFO };
+            let warn = why.suspicious() && room.forged_log.ready(now.mono_ms, FORGED_LOG_MS);
+            let level = if warn { NGX_LOG_WARN } else { NGX_LOG_INFO };
             ngx_log_error!(
                 level,
                 log,
