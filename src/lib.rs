@@ -20,6 +20,9 @@
 //! Everything from `handlers` to `shm` calls nginx, so it is left out of `cargo test` builds,
 //! which do not link against nginx.
 
+// The status JSON is one `json!` object, longer than the macro expands by default.
+#![recursion_limit = "256"]
+
 pub mod core;
 pub mod pages;
 pub mod persist;

@@ -26,6 +26,7 @@ use crate::core::guard::{self, Throttle};
 use crate::core::image::{ImportError, Imported};
 use crate::core::layout::People;
 use crate::core::layout::{AttachError, Layout, Timing};
+use crate::core::link::{self, Link, LinkRequest, LinkSigner, Refusal, Used};
 use crate::core::room::{
     Arrival, Client, Confirm, Entry, Poll, Room as Tables, SessionRef, Snapshot, Swept, TicketRef,
 };
@@ -105,6 +106,14 @@ pub enum Outcome {
     Held { queue_length: u64 },
 }
 
+/// What an exempt link brought (see [`Room::use_link`]).
+pub enum LinkUsed {
+    /// A session at once: set its cookie (with `epoch`).
+    Admitted { used: Used, link: Link, epoch: u64 },
+    /// No session: the visitor goes through the room as any other. `link` when it verified.
+    Refused { why: Refusal, link: Option<Link> },
+}
+
 /// What [`Room::refused`] found.
 pub enum Refused {
     /// Counted; with the counters to log when a line is due.
@@ -175,6 +184,8 @@ pub struct Room {
     secret: Option<Vec<u8>>,
     zone: Option<Zone>,
     signer: Option<Signer>,
+    /// Makes and verifies the room's exempt links (keyed like `signer`).
+    links: Option<LinkSigner>,
     /// This process's last view of the zone's layout and epoch, for checking a live session
     /// without the lock.
     seen: Cell<Option<(Layout, u64)>>,
@@ -182,6 +193,9 @@ pub struct Room {
     /// For the log: a full line, an unusable zone, a state file too small.
     pub full_log: Throttle,
     pub unusable_log: Throttle,
+    /// A link with a bad signature is logged at `warn` at most this often, per worker (then at
+    /// `info`): someone trying forged links must not fill the log.
+    pub forged_log: Throttle,
     state_log: Throttle,
     /// The state file's path (`state=`), and the file, opened by the zone's init.
     state_path: Option<PathBuf>,
@@ -207,10 +221,12 @@ impl Room {
             secret: None,
             zone: None,
             signer: None,
+            links: None,
             seen: Cell::new(None),
             tokens: RefCell::new(TokenCache::default()),
             full_log: Throttle::new(),
             unusable_log: Throttle::new(),
+            forged_log: Throttle::new(),
             state_log: Throttle::new(),
             state_path: None,
             state: RefCell::new(None),
@@ -534,6 +550,58 @@ impl Room {
     /// so that the end of a flood is logged without a request to carry it.
     pub fn people_due(&self, now_ms: u64) -> Option<(People, People, u64)> {
         self.with_tables(|rm| rm.people_to_log(now_ms, PEOPLE_LOG_MS)).ok().flatten()
+    }
+
+    /// A visitor brings exempt link `value` (the `wr_exempt` argument): verified, then used
+    /// under the lock (see [`Tables::use_link`]). `now_ms` is monotonic, `wall_s` Unix
+    /// seconds; `client` the visitor's client key, counted (not limited) when the room limits
+    /// places per client. Every refusal is counted.
+    pub fn use_link(
+        &self,
+        value: &[u8],
+        now_ms: u64,
+        wall_s: u64,
+        client: Option<&[u8]>,
+    ) -> Result<LinkUsed, Unusable> {
+        let verified = match self.links.as_ref() {
+            Some(signer) => signer.verify(value, wall_s),
+            None => Err(Refusal::Malformed),
+        };
+        let link = match verified {
+            Ok(l) => l,
+            Err(why) => {
+                self.with_tables(|rm| rm.link_refused())?;
+                return Ok(LinkUsed::Refused { why, link: None });
+            }
+        };
+        let limit = self.settings.map_or(0, |s| s.client_limit);
+        self.with_tables(|rm| {
+            let epoch = rm.epoch();
+            let tag = match client {
+                Some(key) if limit > 0 => client_tag(epoch, key),
+                _ => 0,
+            };
+            match rm.use_link(&link, now_ms, wall_s, tag) {
+                Ok(used) => LinkUsed::Admitted { used, link, epoch },
+                Err(why) => LinkUsed::Refused { why, link: Some(link) },
+            }
+        })
+    }
+
+    /// A new exempt link, as the control location is asked for one: its URL (the path with
+    /// the `wr_exempt` argument) and content. `None` when no random id could be read.
+    pub fn make_link(&self, req: &LinkRequest, wall_s: u64) -> Option<(String, Link)> {
+        let signer = self.links.as_ref()?;
+        let mut id = [0u8; 8];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut id))
+            .ok()?;
+        let link = Link {
+            id: u64::from_le_bytes(id).max(1),
+            expires: wall_s.saturating_add(req.expires_in),
+            uses: req.uses,
+        };
+        Some((link::with_arg(&req.path, &signer.encode(&link)), link))
     }
 
     /// The cookie value for a new session.
@@ -1185,7 +1253,8 @@ extern "C" fn init_zone(shm_zone: *mut ngx_shm_zone_t, old: *mut c_void) -> ngx_
             );
         }
         room.signer = Signer::new(room.secret.as_deref().unwrap_or(&key), &room.name);
-        if room.signer.is_none() {
+        room.links = LinkSigner::new(room.secret.as_deref().unwrap_or(&key), &room.name);
+        if room.signer.is_none() || room.links.is_none() {
             return Status::NGX_ERROR.into();
         }
         if !testing {

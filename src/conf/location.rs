@@ -446,7 +446,14 @@ pub extern "C" fn set_insert_heartbeat(
 ) -> *mut c_char {
     const CHOICES: &[(&str, bool)] = &[("on", true), ("off", false)];
     let words = "\"on\" or \"off\"";
-    set_choice(cf, conf, "waiting_room_insert_heartbeat", |l| &mut l.insert_heartbeat, CHOICES, words)
+    set_choice(
+        cf,
+        conf,
+        "waiting_room_insert_heartbeat",
+        |l| &mut l.insert_heartbeat,
+        CHOICES,
+        words,
+    )
 }
 
 pub extern "C" fn set_log_level(

@@ -3,13 +3,15 @@
 //!
 //! ```text
 //! ImageHead | sessions: [SessionRecord; s], by slot | tickets: [TicketSlot; t], by number
+//!           | links: [LinkUse; l]
 //! ```
 //!
 //! Only what is live is in it (the sessions, and the tickets from `head` on), so its length
 //! follows the room's occupancy, not the zone's size. The free stack and the Fenwick tree are
 //! rebuilt from it. Every record keeps what a visitor's cookie names: a session its slot and
 //! id, a ticket its number and visitor, and the room its epoch (and, for a room without a
-//! configured secret, its key); so the cookies issued before stay valid.
+//! configured secret, its key); so the cookies issued before stay valid. The uses of exempt
+//! links are in it too (format 4), so that a restart does not make a used link new again.
 //!
 //! [`Room::import`] checks an image completely before it changes anything, so a damaged one is
 //! refused as a whole: it can neither crash the process nor make up a place for anyone.
@@ -20,14 +22,15 @@ use core::sync::atomic::Ordering::Relaxed;
 use super::control::Control;
 use super::fenwick;
 use super::layout::{
-    People, TicketSlot, CALLED, FREE, KEY_MAX, LAPSED, RECALLED, RETURNED, UNCONFIRMED, WAITING,
+    Exempt, LinkUse, People, TicketSlot, CALLED, EXEMPT_SESSION, FREE, KEY_MAX, LAPSED, LINK_TABLE,
+    RECALLED, RETURNED, UNCONFIRMED, WAITING,
 };
 use super::room::Room;
 use super::stats::{Counters, Pace};
 
 const IMAGE_MAGIC: u64 = u64::from_le_bytes(*b"ngxWRimg");
 /// Bump whenever a record of the image changes, and keep reading the older ones.
-pub const IMAGE_VERSION: u32 = 3;
+pub const IMAGE_VERSION: u32 = 4;
 
 /// What every image starts with.
 #[repr(C)]
@@ -67,15 +70,26 @@ struct ImageHeadV2 {
     people: People,
 }
 
+/// The head of an image of format 3 (module 0.4), which format 4 extends.
 #[repr(C)]
 #[derive(Clone, Copy)]
-struct ImageHead {
+struct ImageHeadV3 {
     v2: ImageHeadV2,
     /// The settings in force and the configuration's, the lottery's draw and the counters of
     /// run-time control; not in older images.
     control: Control,
     /// The pace the slots turn over at, for the estimate; not in older images.
     pace: Pace,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct ImageHead {
+    v3: ImageHeadV3,
+    /// Exempt links used and refused, and how many link records follow the tickets; not in
+    /// older images (their use tables are empty).
+    exempt: Exempt,
+    links: u64,
 }
 
 #[repr(C)]
@@ -109,13 +123,15 @@ struct TicketV1 {
 const HEAD_LEN: usize = size_of::<ImageHead>();
 const SESSION_LEN: usize = size_of::<SessionRecord>();
 const TICKET_LEN: usize = size_of::<TicketSlot>();
+const LINK_LEN: usize = size_of::<LinkUse>();
 
 /// The lengths of the head, a session and a ticket in an image of format `version`.
 fn lengths(version: u32) -> Option<(usize, usize, usize)> {
     match version {
         1 => Some((size_of::<ImageHeadV1>(), size_of::<SessionRecordV1>(), size_of::<TicketV1>())),
         2 => Some((size_of::<ImageHeadV2>(), SESSION_LEN, TICKET_LEN)),
-        3 => Some((HEAD_LEN, SESSION_LEN, TICKET_LEN)),
+        3 => Some((size_of::<ImageHeadV3>(), SESSION_LEN, TICKET_LEN)),
+        4 => Some((HEAD_LEN, SESSION_LEN, TICKET_LEN)),
         _ => None,
     }
 }
@@ -164,7 +180,9 @@ trait Record: Copy {}
 impl Record for Peek {}
 impl Record for ImageHeadV1 {}
 impl Record for ImageHeadV2 {}
+impl Record for ImageHeadV3 {}
 impl Record for ImageHead {}
+impl Record for LinkUse {}
 impl Record for SessionRecordV1 {}
 impl Record for SessionRecord {}
 impl Record for TicketV1 {}
@@ -179,11 +197,14 @@ struct Reader<'i> {
 impl Reader<'_> {
     /// The head, and whether it carries the room's control block.
     fn head(&self) -> Option<(ImageHead, bool)> {
-        let older = |v2| (ImageHead { v2, control: Control::default(), pace: Pace::new() }, false);
+        let v3 = |v3| ImageHead { v3, exempt: Exempt::default(), links: 0 };
+        let older =
+            |v2| (v3(ImageHeadV3 { v2, control: Control::default(), pace: Pace::new() }), false);
         match self.version {
             1 => read::<ImageHeadV1>(self.image, 0)
                 .map(|v1| older(ImageHeadV2 { v1, people: People::default() })),
             2 => read::<ImageHeadV2>(self.image, 0).map(older),
+            3 => read::<ImageHeadV3>(self.image, 0).map(|h| (v3(h), true)),
             _ => read(self.image, 0).map(|h| (h, true)),
         }
     }
@@ -236,6 +257,7 @@ pub fn image_len_max(session_cap: u32, ticket_cap: u64) -> usize {
     HEAD_LEN
         .saturating_add(SESSION_LEN.saturating_mul(session_cap as usize))
         .saturating_add(TICKET_LEN.saturating_mul(ticket_cap as usize))
+        .saturating_add(LINK_LEN * LINK_TABLE)
 }
 
 /// The client tag of session slot `slot`.
@@ -284,6 +306,12 @@ impl Room<'_> {
             at += TICKET_LEN;
             tickets += 1;
         }
+        let mut links = 0u64;
+        for l in self.links.iter().filter(|l| l.id != 0) {
+            write(out, at, l)?;
+            at += LINK_LEN;
+            links += 1;
+        }
         let h = &self.hdr;
         let v1 = ImageHeadV1 {
             magic: IMAGE_MAGIC,
@@ -303,9 +331,13 @@ impl Room<'_> {
             stats: h.stats,
         };
         let head = ImageHead {
-            v2: ImageHeadV2 { v1, people: h.people },
-            control: h.control,
-            pace: h.pace,
+            v3: ImageHeadV3 {
+                v2: ImageHeadV2 { v1, people: h.people },
+                control: h.control,
+                pace: h.pace,
+            },
+            exempt: h.exempt,
+            links,
         };
         write(out, 0, &head)?;
         Some(at)
@@ -322,6 +354,7 @@ impl Room<'_> {
         self.front.fill(0);
         self.arrivals.fill(Default::default());
         self.clients.fill(0);
+        self.links.fill(LinkUse::default());
         let h = &mut *self.hdr;
         (h.active, h.called, h.lapsed, h.returned) = (0, 0, 0, 0);
         (h.head, h.tail, h.live, h.ticket_sweep, h.last_sweep, h.session_sweep) =
@@ -332,6 +365,7 @@ impl Room<'_> {
         h.people_logged = People::default();
         h.people_logged_at = 0;
         h.adopt_from = 0;
+        h.exempt = Exempt::default();
         self.rebuild_free();
     }
 
@@ -372,12 +406,16 @@ impl Room<'_> {
             lengths(peek.version).ok_or(ImportError::OtherVersion(peek.version))?;
         let r = Reader { image, version: peek.version };
         let (full, has_control) = r.head().ok_or(Damaged("it is shorter than its header"))?;
-        let h = full.v2.v1;
+        let h = full.v3.v2.v1;
+        if full.links > LINK_TABLE as u64 {
+            return Err(Damaged("it holds more links than a room counts"));
+        }
+        let links_len = full.links as usize * LINK_LEN;
         let len = usize::try_from(h.sessions)
             .ok()
             .and_then(|s| s.checked_mul(session_len))
             .zip(usize::try_from(h.tickets).ok().and_then(|t| t.checked_mul(ticket_len)))
-            .and_then(|(s, t)| s.checked_add(t)?.checked_add(head_len));
+            .and_then(|(s, t)| s.checked_add(t)?.checked_add(head_len)?.checked_add(links_len));
         if len != Some(image.len()) {
             return Err(Damaged("its length does not match its counts"));
         }
@@ -388,6 +426,8 @@ impl Room<'_> {
         let tickets_at = sessions_at + h.sessions as usize * session_len;
         let session_at = |i: usize| r.session(sessions_at + i * session_len);
         let ticket_at = |i: usize| r.ticket(tickets_at + i * ticket_len);
+        let links_at = tickets_at + h.tickets as usize * ticket_len;
+        let link_at = |i: usize| read::<LinkUse>(image, links_at + i * LINK_LEN);
 
         // Check everything first.
         let cap = self.hdr.session_cap;
@@ -415,6 +455,12 @@ impl Room<'_> {
             last_number = Some(t.number);
         }
         let first = if h.tickets > 0 { ticket_at(0).map_or(h.tail, |t| t.number) } else { h.tail };
+        for i in 0..full.links as usize {
+            let l = link_at(i).ok_or(Damaged("a link record is cut short"))?;
+            if l.id == 0 || l.used == 0 {
+                return Err(Damaged("a link record is empty"));
+            }
+        }
         let span = h.tail - first;
         if span > self.hdr.ticket_cap {
             return Err(ImportError::Tickets { span, capacity: self.hdr.ticket_cap });
@@ -434,7 +480,7 @@ impl Room<'_> {
             let flag = s.created & UNCONFIRMED;
             slot.created.store(shift(s.created & !UNCONFIRMED, shift_ms) | flag, Relaxed);
             slot.last_seen.store(shift(s.last_seen, shift_ms), Relaxed);
-            slot.client.store(u64::from(client as u32), Relaxed);
+            slot.client.store(client & (EXEMPT_SESSION | u64::from(u32::MAX)), Relaxed);
             slot.id.store(s.id, Relaxed);
             self.count_client_up(client as u32);
         }
@@ -476,11 +522,19 @@ impl Room<'_> {
         hdr.key = h.key;
         hdr.key_len = h.key_len;
         hdr.stats = h.stats.rebased(|t| shift(t, shift_ms));
-        hdr.people = full.v2.people;
-        hdr.people_logged = full.v2.people;
+        hdr.people = full.v3.v2.people;
+        hdr.people_logged = full.v3.v2.people;
+        hdr.exempt = full.exempt;
         hdr.people_logged_at = hdr.last_sweep;
+        for (i, rec) in self.links.iter_mut().enumerate() {
+            *rec = if (i as u64) < full.links {
+                link_at(i).unwrap_or_default()
+            } else {
+                LinkUse::default()
+            };
+        }
         if has_control {
-            let mut c = full.control;
+            let mut c = full.v3.control;
             // The rate's allowance is counted on the old clock: start it afresh.
             c.reset_allowance();
             c.rng |= 1;
@@ -491,7 +545,7 @@ impl Room<'_> {
             // by): the configuration of the workers that use this room is adopted anew, over
             // them, at its next lock.
             hdr.settings_stamp = 0;
-            hdr.pace = full.pace.rebased();
+            hdr.pace = full.v3.pace.rebased();
             self.put_settings(live);
         }
         Ok(Imported { sessions: h.sessions as u32, tickets: h.tickets })
@@ -502,7 +556,7 @@ impl Room<'_> {
 #[cfg(test)]
 pub fn downgrade_to_v1(image: &[u8]) -> Vec<u8> {
     let Some(head) = read::<ImageHead>(image, 0) else { return Vec::new() };
-    let mut v1 = head.v2.v1;
+    let mut v1 = head.v3.v2.v1;
     v1.version = 1;
     let mut out = vec![0u8; size_of::<ImageHeadV1>()];
     write(&mut out, 0, &v1);
@@ -515,5 +569,19 @@ pub fn downgrade_to_v1(image: &[u8]) -> Vec<u8> {
         out.extend_from_slice(&image[at..at + size_of::<TicketV1>()]);
         at += TICKET_LEN;
     }
+    out
+}
+
+/// `image` (of the current format) rewritten in format 3, as module 0.4 wrote it (without the
+/// uses of exempt links); for tests.
+#[cfg(test)]
+pub fn downgrade_to_v3(image: &[u8]) -> Vec<u8> {
+    let Some(head) = read::<ImageHead>(image, 0) else { return Vec::new() };
+    let mut v3 = head.v3;
+    v3.v2.v1.version = 3;
+    let mut out = vec![0u8; size_of::<ImageHeadV3>()];
+    write(&mut out, 0, &v3);
+    let records = v3.v2.v1.sessions as usize * SESSION_LEN + v3.v2.v1.tickets as usize * TICKET_LEN;
+    out.extend_from_slice(&image[HEAD_LEN..HEAD_LEN + records]);
     out
 }

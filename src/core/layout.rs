@@ -2,13 +2,14 @@
 //! in the unit tests and an nginx shared memory zone in production.
 //!
 //! ```text
-//! Header | sessions: [SessionSlot; S] | free: [u32; S] | tickets: [TicketSlot; T] | tree: [u32; T + 1]
+//! Header | links: [LinkUse; 256] | sessions: [SessionSlot; S] | free: [u32; S] | tickets: [TicketSlot; T] | tree: [u32; T + 1]
 //!        | front: [u32; T + 1] | arrivals: [ArrivalSlot; T / 4] | clients: [u16; 2 × (T / 2 + 1)]
 //! ```
 //!
 //! `tree` counts the live tickets and `front` those at the front of the line (called, lapsed,
 //! returned), both by ring slot, so that the k-th waiting ticket is found in O(log T) whichever
 //! model calls it (see `Room::promote`).
+//! `links` counts the uses of the exempt links seen (see `Room::use_link`).
 //! `arrivals` remembers which first contacts have come back (see `Room::confirm`); `clients`
 //! counts the places each client holds, approximately, in two rows of hashed counters (see
 //! `Room::client_places`).
@@ -41,6 +42,12 @@ pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ngxWRoom");
 pub const LAYOUT_VERSION: u32 = 10;
 /// Longest random key kept in the region.
 pub const KEY_MAX: usize = 64;
+/// How many exempt links' uses the region counts at once (see `Room::use_link`): a link is
+/// counted from its first use to its expiry, when its record may be taken by another.
+pub const LINK_TABLE: usize = 256;
+/// Set in a session slot's `client` for a session given by an exempt link (which may be
+/// over `max_active`); the client tag is the low 32 bits.
+pub const EXEMPT_SESSION: u64 = 1 << 32;
 /// The smallest queue a region may hold.
 pub const MIN_TICKETS: u64 = 64;
 /// Bytes each ticket costs: its ring slot, its nodes in the two trees, a quarter of an arrival
@@ -174,6 +181,26 @@ pub(super) struct TicketSlot {
     pub _pad: u32,
 }
 
+/// How often an exempt link was used: one record per link, from its first use until it
+/// expires. `id` 0 marks a free record.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkUse {
+    pub id: u64,
+    /// Unix seconds: the link's expiry, after which the record may be reused.
+    pub expires: u64,
+    pub used: u32,
+    pub _pad: u32,
+}
+
+/// Exempt links used and refused, since the zone was made.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Exempt {
+    pub used: u64,
+    pub refused: u64,
+}
+
 /// A first contact that has come back and taken its place: the low 32 bits of its visitor
 /// number and of its ticket's number. Indexed by visitor number.
 #[repr(C)]
@@ -238,6 +265,7 @@ pub(super) struct Header {
     /// How fast the slots turn over, for the wait estimate.
     pub pace: Pace,
     pub tallies: Tallies,
+    pub exempt: Exempt,
 }
 
 /// What the room turned away or let lapse because it was not a person who wants in: counted
@@ -281,6 +309,7 @@ pub struct Layout {
     pub region_len: usize,
     pub session_cap: u32,
     pub ticket_cap: u64,
+    pub(super) links_at: usize,
     pub(super) sessions_at: usize,
     pub(super) free_at: usize,
     pub(super) tickets_at: usize,
@@ -293,6 +322,9 @@ pub struct Layout {
     pub client_width: u64,
 }
 
+/// The bytes of the link table.
+const LINKS_LEN: usize = LINK_TABLE * size_of::<LinkUse>();
+
 fn align8(n: usize) -> usize {
     (n + 7) & !7
 }
@@ -301,7 +333,8 @@ impl Layout {
     /// The layout of a region of `region_len` bytes holding `session_cap` sessions, with all
     /// the rest given to the queue; `None` when that leaves fewer than [`MIN_TICKETS`].
     pub fn new(region_len: usize, session_cap: u32) -> Option<Layout> {
-        let sessions_at = align8(size_of::<Header>());
+        let links_at = align8(size_of::<Header>());
+        let sessions_at = links_at + LINKS_LEN;
         let free_at =
             sessions_at.checked_add(size_of::<SessionSlot>().checked_mul(session_cap as usize)?)?;
         let tickets_at = align8(free_at.checked_add(4usize.checked_mul(session_cap as usize)?)?);
@@ -326,6 +359,7 @@ impl Layout {
             region_len,
             session_cap,
             ticket_cap,
+            links_at,
             sessions_at,
             free_at,
             tickets_at,
@@ -351,6 +385,7 @@ impl Layout {
     /// The smallest region that holds `session_cap` sessions and [`MIN_TICKETS`] tickets.
     pub fn min_region_len(session_cap: u32) -> usize {
         align8(size_of::<Header>())
+            + LINKS_LEN
             + BYTES_PER_SESSION * session_cap as usize
             + 48
             + BYTES_PER_TICKET * MIN_TICKETS as usize

@@ -15,6 +15,10 @@
 //! Only a page load may be given a place: other requests without one get a short refusal.
 //! Known crawlers never hold one. A first contact is given an arrival, not a place: the place
 //! is taken when the browser comes back with the cookie.
+//!
+//! A page load carrying an exempt link (`wr_exempt=`) is given a session at once, before the
+//! room decides anything else, and sent to the same URL without the link (a `302`); a link
+//! that gives no session is logged and ignored.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -23,8 +27,8 @@ use nginx_sys::{
     ngx_http_handler_pt, ngx_http_phases_NGX_HTTP_ACCESS_PHASE,
     ngx_http_phases_NGX_HTTP_PRECONTENT_PHASE, ngx_http_request_t, ngx_http_test_predicates,
     ngx_int_t, sockaddr_in, sockaddr_in6, AF_INET, AF_INET6, NGX_DECLINED, NGX_DONE, NGX_ERROR,
-    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_SERVICE_UNAVAILABLE, NGX_HTTP_TOO_MANY_REQUESTS,
-    NGX_LOG_WARN, NGX_OK,
+    NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_MOVED_TEMPORARILY, NGX_HTTP_SERVICE_UNAVAILABLE,
+    NGX_HTTP_TOO_MANY_REQUESTS, NGX_LOG_INFO, NGX_LOG_NOTICE, NGX_LOG_WARN, NGX_OK,
 };
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
@@ -32,18 +36,23 @@ use ngx::ngx_log_error;
 use super::edge;
 use crate::conf::{Bypass, Crawlers, Gate, LocConf, LogLevel, Module};
 use crate::core::layout::People;
+use crate::core::link;
 use crate::core::request::{is_known_crawler, is_navigation, prefers_json, Method};
 use crate::http::cookies;
 use crate::http::verdict::{self, Verdict};
-use crate::http::{self, Now};
+use crate::http::{self, str_bytes, Now};
 use crate::pages::{self, QueueView};
-use crate::service::{Decision, Outcome, Place, Refused, Room, Unusable, Visit};
+use crate::service::{Decision, LinkUsed, Outcome, Place, Refused, Room, Unusable, Visit};
 
 /// How soon a newcomer held while the room stands by asks again.
 const HELD_REFRESH_SECONDS: u64 = 3;
 
 /// How often a full line is logged again, per worker and room.
 const FULL_LOG_MS: u64 = 10_000;
+
+/// How often, at most, a link with a bad signature is logged at `warn`, per worker and room
+/// (at `info` in between).
+const FORGED_LOG_MS: u64 = 10_000;
 
 /// How soon a first contact's page asks again without its script (with it, at once).
 const ARRIVAL_REFRESH_SECONDS: u64 = 2;
@@ -149,6 +158,14 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 }
             },
         };
+    }
+    // An exempt link, on a page load only: a prefetch or a link preview does not use it up.
+    if join {
+        if let Some(value) = link::arg(str_bytes(&r.args)).map(<[u8]>::to_vec) {
+            if let Some(rc) = exempt(r, room, &value, now) {
+                return rc;
+            }
+        }
     }
     // Not a page load and no cookie of the room: nothing to decide (one lock, to count it).
     let outcome = if !join && token.is_none() {
@@ -426,6 +443,54 @@ fn client_address(r: &ngx_http_request_t) -> Option<IpAddr> {
     }
 }
 
+/// A page load with exempt link `value`: a session at once and a `302` to the same URL without
+/// the link, or `None` when the link gives none (logged): the visitor then goes through the
+/// room as any other.
+fn exempt(r: &mut ngx_http_request_t, room: &Room, value: &[u8], now: Now) -> Option<ngx_int_t> {
+    let client = room.client_key(r).map(<[u8]>::to_vec);
+    let used = match room.use_link(value, now.mono_ms, now.wall_s, client.as_deref()) {
+        Ok(u) => u,
+        Err(e) => return Some(edge::unusable(r, room, e)),
+    };
+    // SAFETY: a live request's connection and its log.
+    let (who, log) = unsafe {
+        let c = &*r.connection;
+        (String::from_utf8_lossy(str_bytes(&c.addr_text)).into_owned(), c.log)
+    };
+    let name = &room.name;
+    match used {
+        LinkUsed::Refused { why, link } => {
+            let id = link.map_or_else(String::new, |l| format!(" {:016x}", l.id));
+            let warn = why.suspicious() && room.forged_log.ready(now.mono_ms, FORGED_LOG_MS);
+            let level = if warn { NGX_LOG_WARN } else { NGX_LOG_INFO };
+            ngx_log_error!(
+                level,
+                log,
+                "waiting room \"{name}\": exempt link{id} from {who} refused, {why}; the visitor \
+                 goes through the room"
+            );
+            None
+        }
+        LinkUsed::Admitted { used, link, epoch } => {
+            ngx_log_error!(
+                NGX_LOG_NOTICE,
+                log,
+                "waiting room \"{name}\": exempt link {:016x} used by {who} ({} of {})",
+                link.id,
+                used.n,
+                link.uses
+            );
+            let Some(value) = room.session_cookie(used.session, epoch, now.wall_s) else {
+                return Some(NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t);
+            };
+            cookies::set_cookie(r, &room.cookie, &value);
+            verdict::set(r, Verdict { status: Some("EXEMPT"), ..Verdict::default() });
+            let to = link::without_arg(str_bytes(&r.unparsed_uri));
+            Some(redirect(r, &to))
+        }
+    }
+}
+
 fn status_only(status: &'static str) -> Verdict {
     Verdict { status: Some(status), ..Verdict::default() }
 }
@@ -480,6 +545,22 @@ impl AppAnswer {
         unsafe { ngx_http_finalize_request(r, rc) };
         NGX_DONE as ngx_int_t
     }
+}
+
+/// A `302` to `to`, from the access phase.
+fn redirect(r: &mut ngx_http_request_t, to: &[u8]) -> ngx_int_t {
+    // SAFETY: a live main request; the body is not wanted, whatever the method.
+    let rc = unsafe { ngx_http_discard_request_body(r) };
+    if rc != NGX_OK as ngx_int_t {
+        return rc;
+    }
+    http::add_header(r, "Cache-Control", "cache-control", "no-store");
+    http::add_header_bytes(r, "Location", "location", to);
+    let status = NGX_HTTP_MOVED_TEMPORARILY as usize;
+    let rc = http::send(r, status, "text/plain; charset=utf-8", b"Come in.\n");
+    // SAFETY: as in `respond`.
+    unsafe { ngx_http_finalize_request(r, rc) };
+    NGX_DONE as ngx_int_t
 }
 
 /// Through, without a place: the room is off (mode `pass`).

@@ -1,22 +1,25 @@
 //! Live control, served by a `waiting_room_control` location: `GET` reads the room's settings,
 //! `POST` with a JSON object changes some of them at run time (`max_active`, `mode`, `model`,
 //! `rate`, `start`, `end`, or `reset` to the configuration's), for every worker at once and
-//! without a reload. Who may ask is up to the location (`allow`/`deny`, `auth_basic`) and, with
+//! without a reload; `POST` with `{"link":{...}}` makes an exempt link. Who may ask is up to the location (`allow`/`deny`, `auth_basic`) and, with
 //! `token=`, a bearer token.
 
 use nginx_sys::{
     ngx_http_discard_request_body, ngx_http_finalize_request, ngx_http_read_client_request_body,
     ngx_http_request_t, ngx_int_t, NGX_DONE, NGX_HTTP_GET, NGX_HTTP_HEAD,
     NGX_HTTP_INTERNAL_SERVER_ERROR, NGX_HTTP_NOT_FOUND, NGX_HTTP_PATCH, NGX_HTTP_POST,
-    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_SPECIAL_RESPONSE, NGX_HTTP_UNAUTHORIZED, NGX_OK,
+    NGX_HTTP_REQUEST_ENTITY_TOO_LARGE, NGX_HTTP_SPECIAL_RESPONSE, NGX_HTTP_UNAUTHORIZED,
+    NGX_LOG_NOTICE, NGX_OK,
 };
+use ngx::ngx_log_error;
 use serde_json::{json, Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::edge;
 use crate::conf::{Endpoint, LocConf};
-use crate::core::control::{parse_change, Settings, SettingsError};
+use crate::core::control::{parse_change, time_text, Settings, SettingsError};
 use crate::core::guard;
+use crate::core::link::parse_link_request;
 use crate::core::room::Snapshot;
 use crate::core::token::constant_time_eq;
 use crate::http;
@@ -100,6 +103,14 @@ fn change(r: &mut ngx_http_request_t) -> ngx_int_t {
         Ok(b) => b,
         Err(why) => return error(r, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE as usize, why),
     };
+    if let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(&body) {
+        if let Some(asked) = obj.get("link") {
+            if obj.len() > 1 {
+                return error(r, 400, "a link is asked for alone, without settings");
+            }
+            return make_link(r, room, asked);
+        }
+    }
     let change = match parse_change(&body) {
         Ok(c) => c,
         Err(why) => return error(r, 400, &why),
@@ -119,6 +130,39 @@ fn change(r: &mut ngx_http_request_t) -> ngx_int_t {
         Ok(snap) => http::send_json(r, 200, &settings_json(room, &snap)),
         Err(e) => edge::unusable(r, room, e),
     }
+}
+
+/// Makes the exempt link `asked` describes, logs it, and answers with it.
+fn make_link(r: &mut ngx_http_request_t, room: &Room, asked: &Value) -> ngx_int_t {
+    let req = match parse_link_request(asked) {
+        Ok(req) => req,
+        Err(why) => return error(r, 400, &why),
+    };
+    let Some((url, link)) = room.make_link(&req, http::now().wall_s) else {
+        return error(r, 500, "no link could be made (no random id)");
+    };
+    // SAFETY: a live request's connection.
+    let (who, log) = unsafe {
+        let c = &*r.connection;
+        (String::from_utf8_lossy(str_bytes(&c.addr_text)).into_owned(), c.log)
+    };
+    let expires = time_text(link.expires);
+    ngx_log_error!(
+        NGX_LOG_NOTICE,
+        log,
+        "waiting room \"{}\": exempt link {:016x} made by {who} for {}, {} uses until {expires}",
+        room.name,
+        link.id,
+        req.path,
+        link.uses
+    );
+    let body = json!({
+        "link": url,
+        "id": format!("{:016x}", link.id),
+        "expires": expires,
+        "uses": link.uses,
+    });
+    http::send_json(r, 200, &body)
 }
 
 /// Whether the request carries the location's bearer token (or the location asks for none).

@@ -67,6 +67,8 @@ fn status(r: &mut ngx_http_request_t) -> ngx_int_t {
         "turned_away": snap.turned_away,
         "passed_off": snap.passed,
         "control_changes": snap.changes,
+        "exempt_used": snap.exempt.used,
+        "exempt_refused": snap.exempt.refused,
         "bypassed": snap.tallies.bypassed,
         "dry_run": snap.tallies.dry_run,
         "ended_by_origin": snap.tallies.ended_by_origin,

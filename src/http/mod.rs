@@ -59,7 +59,17 @@ pub fn add_header(
     lowcase: &'static str,
     value: &str,
 ) -> bool {
-    let Some(value) = pool_str(r, value.as_bytes()) else { return false };
+    add_header_bytes(r, key, lowcase, value.as_bytes())
+}
+
+/// [`add_header`] with a value of bytes (a URI as the client sent it).
+pub fn add_header_bytes(
+    r: &mut ngx_http_request_t,
+    key: &'static str,
+    lowcase: &'static str,
+    value: &[u8],
+) -> bool {
+    let Some(value) = pool_str(r, value) else { return false };
     // SAFETY: the response header list is initialised for every request.
     let h = unsafe { ngx_list_push(&mut r.headers_out.headers) } as *mut ngx_table_elt_t;
     if h.is_null() {

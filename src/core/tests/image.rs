@@ -2,6 +2,7 @@
 //! in a region of any size that holds it; a damaged image is refused whole, never half taken.
 
 use crate::core::image::*;
+use crate::core::link::Link;
 use crate::core::room::*;
 use crate::core::stats::Totals;
 use proptest::prelude::*;
@@ -15,6 +16,8 @@ enum Op {
     Visit(usize),
     Leave(usize),
     Away(usize),
+    /// A bearer of exempt link `id` (two uses) comes.
+    Exempt(u64),
     Sweep,
     Wait(u64),
 }
@@ -26,6 +29,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => any::<usize>().prop_map(Op::Visit),
         1 => any::<usize>().prop_map(Op::Leave),
         1 => any::<usize>().prop_map(Op::Away),
+        1 => (1u64..4).prop_map(Op::Exempt),
         2 => Just(Op::Sweep),
         3 => (0u64..15_000).prop_map(Op::Wait),
     ]
@@ -76,6 +80,14 @@ impl Crowd {
                 let t = self.tickets[i % self.tickets.len()];
                 format!("{}", room.away_ticket(t, *now, &T))
             }
+            Op::Exempt(id) => {
+                let link = Link { id, expires: 5000, uses: 2 };
+                let r = room.use_link(&link, *now, 1000, 0);
+                if let Ok(u) = r {
+                    self.sessions.push(u.session);
+                }
+                format!("{r:?}")
+            }
             Op::Sweep => format!("{:?}", room.sweep(*now, &T, 16)),
             Op::Wait(ms) => {
                 *now += ms;
@@ -101,9 +113,16 @@ fn without_slot(answer: &str) -> String {
 }
 
 /// The parts of a snapshot that do not depend on the region's size.
-fn seen(room: &Room) -> (u32, u64, u32, u32, Totals) {
+fn seen(room: &Room) -> (u32, u64, u32, u32, Totals, (u64, u64)) {
     let s = room.snapshot();
-    (s.active_sessions, s.queue_length, s.called, s.lapsed, s.totals)
+    (
+        s.active_sessions,
+        s.queue_length,
+        s.called,
+        s.lapsed,
+        s.totals,
+        (s.exempt.used, s.exempt.refused),
+    )
 }
 
 proptest! {
@@ -228,7 +247,7 @@ fn an_image_too_large_for_the_room_is_refused_and_the_room_stays_empty() {
     let mut image = vec![0u8; c.image_len_max()];
     let len = c.export(&mut image).unwrap();
     image.truncate(len);
-    let mut mem_d = region(6 * 1024);
+    let mut mem_d = region(12 * 1024);
     let mut d = Room::create(bytes(&mut mem_d), 16, 1, b"k", 9).unwrap();
     assert!(matches!(d.import(&image, 0), Err(ImportError::Tickets { span: 199, .. })));
     assert_eq!(seen(&d).1, 0);
@@ -301,4 +320,37 @@ fn after_a_carry_over_the_old_zones_new_places_never_name_the_new_rooms() {
     // max_active, as after a reload that lowers it; nobody new is let in meanwhile.
     assert_eq!(b.snapshot().active_sessions, 3);
     assert!(matches!(b.come(now, &T), Came::Queued { .. }));
+}
+
+#[test]
+fn the_uses_of_links_are_kept_and_an_image_of_format_3_has_none() {
+    let mut mem_a = region(64 * 1024);
+    let mut a = Room::create(bytes(&mut mem_a), 8, 2, b"k", 7).unwrap();
+    let once = Link { id: 11, expires: 5000, uses: 1 };
+    let twice = Link { id: 12, expires: 5000, uses: 2 };
+    assert!(a.use_link(&once, 1000, 1000, 0).is_ok());
+    assert!(a.use_link(&twice, 1000, 1000, 0).is_ok());
+    let mut image = vec![0u8; a.image_len_max()];
+    let len = a.export(&mut image).unwrap();
+    image.truncate(len);
+
+    let mut mem_b = region(96 * 1024);
+    let mut b = Room::create(bytes(&mut mem_b), 12, 2, b"other", 99).unwrap();
+    b.import(&image, 0).unwrap();
+    b.check_invariants();
+    assert_eq!(b.link_uses(), a.link_uses());
+    assert!(b.use_link(&once, 2000, 1000, 0).is_err(), "a used link stays used");
+    assert!(b.use_link(&twice, 2000, 1000, 0).is_ok(), "its second use");
+    assert!(b.use_link(&twice, 2000, 1000, 0).is_err());
+    assert_eq!(b.snapshot().exempt.used, 3);
+
+    let old = downgrade_to_v3(&image);
+    let mut mem_c = region(64 * 1024);
+    let mut c = Room::create(bytes(&mut mem_c), 8, 2, b"other", 99).unwrap();
+    let got = c.import(&old, 0).unwrap();
+    assert_eq!(got.sessions, 2);
+    c.check_invariants();
+    assert!(c.link_uses().iter().all(|l| l.id == 0), "format 3 has no uses of links");
+    assert_eq!(c.snapshot().exempt.used, 0);
+    assert_eq!(c.snapshot().totals, a.snapshot().totals);
 }

@@ -1,6 +1,7 @@
 //! Unit and property tests of the core.
 
 mod image;
+mod link;
 mod models;
 mod pace;
 mod people;
