@@ -34,11 +34,11 @@ use core::mem::{align_of, size_of};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::control::Control;
-use super::stats::{Counters, Pace};
+use super::stats::{Counters, History, Pace, WaitHistogram};
 
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ngxWRoom");
 /// Bump whenever the layout of any `#[repr(C)]` struct here changes.
-pub const LAYOUT_VERSION: u32 = 9;
+pub const LAYOUT_VERSION: u32 = 10;
 /// Longest random key kept in the region.
 pub const KEY_MAX: usize = 64;
 /// The smallest queue a region may hold.
@@ -237,6 +237,10 @@ pub(super) struct Header {
     pub control: Control,
     /// How fast the slots turn over, for the wait estimate.
     pub pace: Pace,
+    /// For the operators' metrics, not in the state file's image: the waits of those let in
+    /// from the line, and the last minutes of the room, for the status location's live page.
+    pub waits: WaitHistogram,
+    pub history: History,
 }
 
 /// What the room turned away or let lapse because it was not a person who wants in: counted

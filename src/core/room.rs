@@ -28,7 +28,7 @@ use super::layout::{
     TicketSlot, Timing, ADOPT_SPAN, CALLED, FREE, KEY_MAX, LAPSED, LAYOUT_VERSION, MAGIC, RECALLED,
     RETURNED, UNCONFIRMED, VISITOR_GAP, WAITING,
 };
-use super::stats::{Counters, Pace, Totals};
+use super::stats::{Counters, History, Pace, Sample, Totals, WaitHistogram, WAIT_UNKNOWN};
 
 /// How many expired tickets one call may clear before it leaves the rest to the sweep.
 const LAZY_BUDGET: u32 = 64;
@@ -169,6 +169,8 @@ pub struct Snapshot {
     /// through without a place while the room was off.
     pub turned_away: u64,
     pub passed: u64,
+    /// How long those let in from the line waited, since the zone was made (or restored).
+    pub waits: WaitHistogram,
 }
 
 /// Which tickets a tree query counts.
@@ -367,6 +369,8 @@ impl<'a> Room<'a> {
                 ..Control::default()
             },
             pace: Pace::new(),
+            waits: WaitHistogram::default(),
+            history: History::default(),
         };
         for (i, f) in room.free.iter_mut().enumerate() {
             // Pop order is from the top: hand out slot 0 first.
@@ -1199,6 +1203,7 @@ impl<'a> Room<'a> {
             Some(session) => {
                 let waited = now.saturating_sub(joined);
                 self.hdr.stats.admitted_after(waited);
+                self.hdr.waits.observe(waited);
                 Poll::Admitted(session, waited)
             }
             None => Poll::Lost,
@@ -1322,6 +1327,31 @@ impl<'a> Room<'a> {
         self.hdr.stats.sample(now, waiting);
         let h = &mut *self.hdr;
         h.pace.fold(now, h.active, h.called, h.max_active, t);
+        if self.hdr.history.due(now) {
+            let wait_s = self.back_of_line_eta(t).map_or(WAIT_UNKNOWN, |s| {
+                u32::try_from(s).unwrap_or(WAIT_UNKNOWN - 1).min(WAIT_UNKNOWN - 1)
+            });
+            let h = &mut *self.hdr;
+            h.history.record(Sample {
+                at: now,
+                admitted_total: h.stats.totals.admitted_total,
+                active: h.active,
+                waiting: u32::try_from(h.live).unwrap_or(u32::MAX),
+                wait_s,
+                _pad: 0,
+            });
+        }
+    }
+
+    /// The estimated wait of someone joining the back of the line now (0 with nobody
+    /// waiting); `None` when the line cannot move.
+    pub fn back_of_line_eta(&self, t: &Timing) -> Option<u64> {
+        self.eta_seconds(self.hdr.live, t)
+    }
+
+    /// The last minutes of the room, a sample every 5 s (see [`History`]).
+    pub fn history(&self) -> History {
+        self.hdr.history
     }
 
     /// Estimated seconds until a ticket at `position` is called, at the pace the slots turn
@@ -1362,6 +1392,7 @@ impl<'a> Room<'a> {
             changes: h.control.changes,
             turned_away: h.control.turned_away,
             passed: h.control.passed,
+            waits: h.waits,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Unit and property tests of the core.
 
 mod image;
+mod metrics;
 mod models;
 mod pace;
 mod people;
