@@ -199,6 +199,12 @@ impl Exposition {
         self.sample(name, None, &value.to_string());
     }
 
+    /// A gauge that may be unknown: `NaN` then.
+    pub fn gauge_or_nan(&mut self, name: &str, help: &str, value: Option<u64>) {
+        self.family(name, Kind::Gauge, help);
+        self.sample(name, None, &value.map_or_else(|| "NaN".into(), |v| v.to_string()));
+    }
+
     pub fn counter(&mut self, name: &str, help: &str, value: u64) {
         self.family(name, Kind::Counter, help);
         self.sample(name, None, &value.to_string());
@@ -294,10 +300,10 @@ pub fn prometheus(
         "Called from the line, not come in yet.",
         s.called.into(),
     );
-    e.gauge(
+    e.gauge_or_nan(
         "waiting_room_estimated_wait_seconds",
         "Estimated wait for someone joining the back of the line now.",
-        back_of_line_eta.unwrap_or(0),
+        back_of_line_eta,
     );
     e.counter("waiting_room_joined_total", "Places taken in line.", t.joined_total);
     e.counter("waiting_room_admitted_total", "Visitors let inside.", t.admitted_total);

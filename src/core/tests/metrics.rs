@@ -150,6 +150,7 @@ fn the_exposition_has_help_type_and_escaped_labels() {
 
     let om = prometheus("r", &snap, None, true);
     assert!(om.ends_with("\n# EOF\n"));
+    assert!(om.contains("waiting_room_estimated_wait_seconds{room=\"r\"} NaN\n"));
     // OpenMetrics names the counter family without `_total`, and writes bounds as floats.
     assert!(om.contains(
         "# TYPE waiting_room_admitted counter\nwaiting_room_admitted_total{room=\"r\"} 1\n"
