@@ -30,7 +30,7 @@ use crate::core::link::{self, Link, LinkRequest, LinkSigner, Refusal, Used};
 use crate::core::room::{
     Arrival, Client, Confirm, Entry, Poll, Room as Tables, SessionRef, Snapshot, Swept, TicketRef,
 };
-use crate::core::stats::Tallies;
+use crate::core::stats::{History, Tallies};
 use crate::core::token::{client_tag, room_tag, Kind, Signer, Token, TokenCache};
 pub use crate::pages::Place;
 use crate::persist::{self, StateFile, Tags};
@@ -498,6 +498,14 @@ impl Room {
 
     pub fn snapshot(&self) -> Result<Snapshot, Unusable> {
         self.with_tables(|rm| rm.snapshot())
+    }
+
+    /// What the status location shows, at one moment: the snapshot, the estimated wait of
+    /// someone joining the back of the line now, and the last minutes (a copy of the ring,
+    /// a few kilobytes).
+    pub fn status(&self) -> Result<(Snapshot, Option<u64>, History), Unusable> {
+        let t = self.timing();
+        self.with_tables(|rm| (rm.snapshot(), rm.back_of_line_eta(&t), rm.history()))
     }
 
     /// One sweep, unless another worker swept less than `interval_ms / 2` ago.

@@ -68,7 +68,7 @@ $r = get('/_wr/heartbeat.js');
 ok(code($r) == 200 && $r =~ m!'/_wr/'!, 'demo: heartbeat.js');
 is(code(post('/_wr/heartbeat', $in[1])), 204, 'demo: heartbeat');
 
-my $st = json(get('/_wr_status'));
+my $st = json(http_get('/_wr_status'));
 is(join(' ', @$st{qw/ room active_sessions max_sessions queue_length /}),
 	'demo 3 3 2', 'demo: status');
 
@@ -104,7 +104,7 @@ my $c = cookie($r, 'shop');
 ok($c, 'shop: session cookie');
 like(get('/checkout/pay', $c), qr/origin: \/checkout\/pay/, 'shop: passes');
 
-$st = json(get('/waiting_room_status'));
+$st = json(http_get('/waiting_room_status'));
 is(join(' ', @$st{qw/ room active_sessions max_sessions /}), 'shop 1 200',
 	'shop: status');
 

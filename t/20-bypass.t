@@ -24,7 +24,7 @@ use Test::Nginx::WaitingRoom qw/ get first code body wr cookie status
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http proxy map realip access/)->plan(48);
+my $t = Test::Nginx->new()->has(qw/http proxy map realip access/)->plan(49);
 my $d = $t->testdir();
 $t->write_file('waiting_room.key', '0123456789abcdef' x 4 . "\n");
 mkdir "$d/logs";
@@ -103,6 +103,9 @@ my $st = wait_status('/_wr_status', sub { $_[0]{bypassed} >= 4 });
 ok($st->{bypassed} == 4 && $st->{active_sessions} == 1
 	&& $st->{queue_length} == 2, 'example: bypasses counted, not active')
 	or diag(explain($st));
+like(http_get('/_wr_status?format=prometheus'),
+	qr/^waiting_room_bypassed_total\{room="site"\} 4\s*$/m,
+	'example: bypasses in Prometheus');
 
 # the origin ends the session after the order; the header never leaves nginx
 

@@ -35,7 +35,7 @@ use core::mem::{align_of, size_of};
 use core::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use super::control::Control;
-use super::stats::{Counters, Pace, Tallies};
+use super::stats::{Counters, History, Pace, Tallies, WaitHistogram};
 
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"ngxWRoom");
 /// Bump whenever the layout of any `#[repr(C)]` struct here changes.
@@ -44,7 +44,7 @@ pub const LAYOUT_VERSION: u32 = 10;
 pub const KEY_MAX: usize = 64;
 /// How many exempt links' uses the region counts at once (see `Room::use_link`): a link is
 /// counted from its first use to its expiry, when its record may be taken by another.
-pub const LINK_TABLE: usize = 256;
+pub const LINK_TABLE: usize = 128;
 /// Set in a session slot's `client` for a session given by an exempt link (which may be
 /// over `max_active`); the client tag is the low 32 bits.
 pub const EXEMPT_SESSION: u64 = 1 << 32;
@@ -266,6 +266,10 @@ pub(super) struct Header {
     pub pace: Pace,
     pub tallies: Tallies,
     pub exempt: Exempt,
+    /// For the operators' metrics, not in the state file's image: the waits of those let in
+    /// from the line, and the last minutes of the room, for the status location's live page.
+    pub waits: WaitHistogram,
+    pub history: History,
 }
 
 /// What the room turned away or let lapse because it was not a person who wants in: counted

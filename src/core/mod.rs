@@ -1,6 +1,8 @@
 //! The waiting room's logic, with no nginx in it: how a room's state is laid out as plain data
 //! (`layout`), its state machine (`room`), the Fenwick tree behind positions (`fenwick`), the
-//! counters and pace behind the estimate (`stats`), the signed cookie (`token`), exempt links (`link`), reading a
+//! counters and pace behind the estimate, the wait histogram and the history (`stats`), the
+//! status location's formats and Prometheus text (`metrics`), the signed cookie (`token`),
+//! exempt links (`link`), reading a
 //! `Cookie` header (`cookie`), what kind of request it is (`request`) and small helpers for the nginx side's edges (`guard`).
 //! Everything here is tested by `cargo test` without starting nginx.
 //!
@@ -15,6 +17,7 @@ pub mod guard;
 pub mod image;
 pub mod layout;
 pub mod link;
+pub mod metrics;
 pub mod request;
 pub mod room;
 pub mod stats;

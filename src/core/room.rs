@@ -28,7 +28,7 @@ use super::layout::{
     SessionSlot, TicketSlot, Timing, ADOPT_SPAN, CALLED, FREE, KEY_MAX, LAPSED, LAYOUT_VERSION,
     LINK_TABLE, MAGIC, RECALLED, RETURNED, UNCONFIRMED, VISITOR_GAP, WAITING,
 };
-use super::stats::{Counters, Pace, Tallies, Totals};
+use super::stats::{Counters, History, Pace, Sample, Tallies, Totals, WaitHistogram, WAIT_UNKNOWN};
 
 /// How many expired tickets one call may clear before it leaves the rest to the sweep.
 const LAZY_BUDGET: u32 = 64;
@@ -172,6 +172,8 @@ pub struct Snapshot {
     pub tallies: Tallies,
     /// Exempt links used and refused.
     pub exempt: Exempt,
+    /// How long those let in from the line waited, since the zone was made (or restored).
+    pub waits: WaitHistogram,
 }
 
 /// Which tickets a tree query counts.
@@ -378,6 +380,8 @@ impl<'a> Room<'a> {
             pace: Pace::new(),
             tallies: Tallies::default(),
             exempt: Exempt::default(),
+            waits: WaitHistogram::default(),
+            history: History::default(),
         };
         for (i, f) in room.free.iter_mut().enumerate() {
             // Pop order is from the top: hand out slot 0 first.
@@ -1215,6 +1219,7 @@ impl<'a> Room<'a> {
             Some(session) => {
                 let waited = now.saturating_sub(joined);
                 self.hdr.stats.admitted_after(waited);
+                self.hdr.waits.observe(waited);
                 Poll::Admitted(session, waited)
             }
             None => Poll::Lost,
@@ -1338,6 +1343,31 @@ impl<'a> Room<'a> {
         self.hdr.stats.sample(now, waiting);
         let h = &mut *self.hdr;
         h.pace.fold(now, h.active, h.called, h.max_active, t);
+        if self.hdr.history.due(now) {
+            let wait_s = self.back_of_line_eta(t).map_or(WAIT_UNKNOWN, |s| {
+                u32::try_from(s).unwrap_or(WAIT_UNKNOWN - 1).min(WAIT_UNKNOWN - 1)
+            });
+            let h = &mut *self.hdr;
+            h.history.record(Sample {
+                at: now,
+                admitted_total: h.stats.totals.admitted_total,
+                active: h.active,
+                waiting: u32::try_from(h.live).unwrap_or(u32::MAX),
+                wait_s,
+                _pad: 0,
+            });
+        }
+    }
+
+    /// The estimated wait of someone joining the back of the line now (0 with nobody
+    /// waiting); `None` when the line cannot move.
+    pub fn back_of_line_eta(&self, t: &Timing) -> Option<u64> {
+        self.eta_seconds(self.hdr.live, t)
+    }
+
+    /// The last minutes of the room, a sample every 5 s (see [`History`]).
+    pub fn history(&self) -> History {
+        self.hdr.history
     }
 
     /// Estimated seconds until a ticket at `position` is called, at the pace the slots turn
@@ -1380,6 +1410,7 @@ impl<'a> Room<'a> {
             passed: h.control.passed,
             tallies: h.tallies,
             exempt: h.exempt,
+            waits: h.waits,
         }
     }
 

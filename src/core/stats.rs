@@ -368,3 +368,131 @@ impl Pace {
         Some(eta.min(365.0 * 86_400.0) as u64)
     }
 }
+
+/// The upper bounds, in seconds, of the wait histogram's buckets; one more bucket, `+Inf`,
+/// counts the longer waits.
+pub const WAIT_BUCKETS_S: [u64; 10] = [1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600];
+
+/// How long the visitors let in from the line waited (from taking their place to being let
+/// in), as counts per bucket: the Prometheus histogram `waiting_room_wait_seconds`. Kept in the
+/// region's header under the lock, and not in the state file's image: a restart or a zone size
+/// change starts it again, which Prometheus takes as a counter reset.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WaitHistogram {
+    /// Waits in each bucket (not cumulative): `buckets[i]` counts the waits above the bound
+    /// before `WAIT_BUCKETS_S[i]` and up to it; the last counts those above the last bound.
+    pub buckets: [u64; WAIT_BUCKETS_S.len() + 1],
+    /// The waits summed, in milliseconds, and their number.
+    pub sum_ms: u64,
+    pub count: u64,
+}
+
+impl WaitHistogram {
+    /// A visitor was let in from the line after waiting `wait_ms`.
+    pub fn observe(&mut self, wait_ms: u64) {
+        let i = WAIT_BUCKETS_S
+            .iter()
+            .position(|&b| wait_ms <= b.saturating_mul(1000))
+            .unwrap_or(WAIT_BUCKETS_S.len());
+        if let Some(b) = self.buckets.get_mut(i) {
+            *b = b.wrapping_add(1);
+        }
+        self.sum_ms = self.sum_ms.wrapping_add(wait_ms);
+        self.count = self.count.wrapping_add(1);
+    }
+
+    /// The cumulative counts Prometheus wants: waits up to each bound, then all of them.
+    pub fn cumulative(&self) -> [u64; WAIT_BUCKETS_S.len() + 1] {
+        let mut out = self.buckets;
+        let mut sum = 0u64;
+        for c in out.iter_mut() {
+            sum = sum.wrapping_add(*c);
+            *c = sum;
+        }
+        out
+    }
+
+    pub fn sum_seconds(&self) -> f64 {
+        self.sum_ms as f64 / 1000.0
+    }
+}
+
+/// How often the history takes a sample, and how many it keeps: ten minutes.
+pub const HISTORY_STEP_MS: u64 = 5_000;
+pub const HISTORY_LEN: usize = 120;
+/// A worker's cached clock lags a little: a sample this much early is taken anyway, so that
+/// the steps stay 5 s apart on average rather than drifting to 6.
+const HISTORY_SLACK_MS: u64 = 500;
+/// `Sample::wait_s` when the wait could not be estimated.
+pub const WAIT_UNKNOWN: u32 = u32::MAX;
+
+/// The room at one moment, for the live page's chart.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sample {
+    /// Monotonic milliseconds.
+    pub at: u64,
+    pub admitted_total: u64,
+    pub active: u32,
+    pub waiting: u32,
+    /// The estimated wait at the back of the line, in seconds ([`WAIT_UNKNOWN`] when none).
+    pub wait_s: u32,
+    pub _pad: u32,
+}
+
+/// The last ten minutes of the room, a sample every 5 s, in a ring: taken by the sweep, shown
+/// by the status location's history and its live page. In the region's header, under the
+/// lock; not in the state file's image.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct History {
+    samples: [Sample; HISTORY_LEN],
+    /// Where the next sample goes, and how many are kept (at most [`HISTORY_LEN`]).
+    next: u32,
+    len: u32,
+}
+
+impl Default for History {
+    fn default() -> History {
+        History { samples: [Sample::default(); HISTORY_LEN], next: 0, len: 0 }
+    }
+}
+
+impl History {
+    /// Whether a sample is due at `now`.
+    pub fn due(&self, now: u64) -> bool {
+        match self.latest() {
+            None => true,
+            Some(last) => now.saturating_add(HISTORY_SLACK_MS) >= last.at + HISTORY_STEP_MS,
+        }
+    }
+
+    /// Keeps `s`, in place of the oldest when the ring is full.
+    pub fn record(&mut self, s: Sample) {
+        let i = self.next as usize % HISTORY_LEN;
+        self.samples[i] = s;
+        self.next = ((i + 1) % HISTORY_LEN) as u32;
+        self.len = (self.len.saturating_add(1)).min(HISTORY_LEN as u32);
+    }
+
+    pub fn len(&self) -> usize {
+        (self.len as usize).min(HISTORY_LEN)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The newest sample.
+    pub fn latest(&self) -> Option<Sample> {
+        self.iter().last()
+    }
+
+    /// The samples kept, oldest first.
+    pub fn iter(&self) -> impl Iterator<Item = Sample> + '_ {
+        let len = self.len();
+        let start = (self.next as usize % HISTORY_LEN + HISTORY_LEN - len) % HISTORY_LEN;
+        (0..len).map(move |k| self.samples[(start + k) % HISTORY_LEN])
+    }
+}

@@ -177,6 +177,14 @@ pub fn discard_small_body(r: &mut ngx_http_request_t, max: i64) -> Result<(), ng
     Ok(())
 }
 
+/// The value of the request's first header named `lowcase` (any case in the request).
+pub fn header_in<'a>(r: &'a ngx_http_request_t, lowcase: &str) -> Option<&'a [u8]> {
+    // SAFETY: the request's header list is valid for the request's lifetime.
+    unsafe { ngx::http::list_iterator(&r.headers_in.headers) }
+        .find(|(k, _)| k.as_bytes().eq_ignore_ascii_case(lowcase.as_bytes()))
+        .map(|(_, v)| v.as_bytes())
+}
+
 /// What the request's method and headers say of it, for telling a page load from the rest
 /// (see [`crate::core::request`]), and its `User-Agent`.
 pub fn request_kind(r: &ngx_http_request_t) -> (Method, Headers<'_>, &[u8]) {

@@ -9,6 +9,37 @@
 pub const QUEUE_PAGE: &str = include_str!("queue.html");
 /// The script admitted pages include.
 pub const HEARTBEAT_JS: &str = include_str!("heartbeat.js");
+/// The status location's live page for operators: static, it asks the location for the
+/// figures (as JSON) itself.
+pub const STATUS_PAGE: &str = include_str!("status.html");
+
+/// The `Content-Security-Policy` of [`STATUS_PAGE`]: its own inline style and script (by
+/// their SHA-256), requests to its own origin, and nothing else.
+pub fn status_page_csp() -> &'static str {
+    static CSP: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    CSP.get_or_init(|| {
+        format!(
+            "default-src 'none'; style-src '{}'; script-src '{}'; connect-src 'self'; \
+             img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            inline_hash(STATUS_PAGE, "style"),
+            inline_hash(STATUS_PAGE, "script"),
+        )
+    })
+}
+
+/// The CSP source for the first inline `<tag>` element of `page`: `sha256-` and the base64
+/// of the SHA-256 of its text, as browsers hash it.
+fn inline_hash(page: &str, tag: &str) -> String {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let (open, close) = (format!("<{tag}>"), format!("</{tag}>"));
+    let text = page
+        .split_once(&open)
+        .and_then(|(_, rest)| rest.split_once(&close))
+        .map_or("", |(inside, _)| inside);
+    let digest = sha2::Sha256::digest(text.as_bytes());
+    format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(digest))
+}
 
 /// Sent with a 503 when the queue is as long as its zone can hold.
 pub const FULL_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\

@@ -247,7 +247,7 @@ fn an_image_too_large_for_the_room_is_refused_and_the_room_stays_empty() {
     let mut image = vec![0u8; c.image_len_max()];
     let len = c.export(&mut image).unwrap();
     image.truncate(len);
-    let mut mem_d = region(12 * 1024);
+    let mut mem_d = region(16 * 1024);
     let mut d = Room::create(bytes(&mut mem_d), 16, 1, b"k", 9).unwrap();
     assert!(matches!(d.import(&image, 0), Err(ImportError::Tickets { span: 199, .. })));
     assert_eq!(seen(&d).1, 0);

@@ -2,6 +2,7 @@
 
 mod image;
 mod link;
+mod metrics;
 mod models;
 mod pace;
 mod people;
