@@ -39,8 +39,8 @@ my @bad = (
 	['waiting_room_bypass office;', 'invalid parameter "office"'],
 	['waiting_room_bypass ${cookie_vip;',
 		'the closing bracket in "cookie_vip" variable is missing'],
-	['waiting_room_dry_run yes;',
-		'invalid value "yes", it must be "on" or "off"'],
+	['waiting_room_dry_run yes;', 'invalid value "yes" in '
+		. '"waiting_room_dry_run" directive, it must be "on" or "off"'],
 	['waiting_room_dry_run on; waiting_room_dry_run off;',
 		'"waiting_room_dry_run" directive is duplicate'],
 	['waiting_room_log_level debug;', 'invalid value "debug", it must be '

@@ -33,7 +33,8 @@ $t->write_file('h/data.json', "{}\n");
 chmod 0755, $t->testdir() if $> == 0;
 
 my ($ok, $out) = conf_test($t, "waiting_room_insert_heartbeat yes;");
-ok(!$ok && index($out, 'invalid value "yes", it must be "on" or "off"') >= 0,
+ok(!$ok && index($out, 'invalid value "yes" in "waiting_room_insert_heartbeat" '
+	. 'directive, it must be "on" or "off"') >= 0,
 	'nginx -t: a bad value') or diag($out);
 
 $t->write_file_expand('nginx.conf', <<'EOF');

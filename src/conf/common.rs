@@ -10,7 +10,7 @@ use std::os::unix::fs::OpenOptionsExt;
 
 use ipnet::IpNet;
 use nginx_sys::{
-    ngx_array_t, ngx_conf_full_name, ngx_conf_t, ngx_http_compile_complex_value,
+    ngx_array_t, ngx_conf_full_name, ngx_conf_t, ngx_flag_t, ngx_http_compile_complex_value,
     ngx_http_compile_complex_value_t, ngx_http_complex_value_t, ngx_http_core_loc_conf_t,
     ngx_int_t, ngx_module_t, ngx_pcalloc, ngx_str_t, NGX_LOG_EMERG, NGX_LOG_ERR, NGX_LOG_INFO,
     NGX_LOG_NOTICE, NGX_LOG_WARN, NGX_OK,
@@ -100,6 +100,18 @@ pub enum Endpoint {
     Control,
 }
 
+/// nginx's `NGX_CONF_UNSET`: a flag (`ngx_conf_set_flag_slot`) not given (yet).
+pub const UNSET_FLAG: ngx_flag_t = -1;
+
+/// A flag as nginx merges it: this level's, or the level above's, or off.
+fn merge_flag(this: ngx_flag_t, prev: ngx_flag_t) -> ngx_flag_t {
+    match (this, prev) {
+        (UNSET_FLAG, UNSET_FLAG) => 0,
+        (UNSET_FLAG, prev) => prev,
+        (this, _) => this,
+    }
+}
+
 /// nginx's `NGX_CONF_UNSET_PTR`: a pointer setting not given (yet).
 pub const UNSET_PTR: *mut ngx_array_t = usize::MAX as *mut ngx_array_t;
 
@@ -174,12 +186,12 @@ pub struct LocConf {
     pub control_token: Option<Vec<u8>>,
     /// `waiting_room_bypass`; `None` while unset.
     pub bypass: Option<Bypass>,
-    /// `waiting_room_dry_run`.
-    pub dry_run: Option<bool>,
+    /// `waiting_room_dry_run` (nginx's flag: [`UNSET_FLAG`] while unset).
+    pub dry_run: ngx_flag_t,
     /// `waiting_room_log_level`.
     pub log_level: Option<LogLevel>,
-    /// `waiting_room_insert_heartbeat`.
-    pub insert_heartbeat: Option<bool>,
+    /// `waiting_room_insert_heartbeat` (as `dry_run`).
+    pub insert_heartbeat: ngx_flag_t,
     /// For `waiting_room_api` and `waiting_room_status` locations.
     pub endpoint: Option<Endpoint>,
     pub(super) endpoint_room: *mut Room,
@@ -203,9 +215,9 @@ impl Default for LocConf {
             closed_status: 0,
             control_token: None,
             bypass: None,
-            dry_run: None,
+            dry_run: UNSET_FLAG,
             log_level: None,
-            insert_heartbeat: None,
+            insert_heartbeat: UNSET_FLAG,
             endpoint: None,
             endpoint_room: ptr::null_mut(),
             core: ptr::null_mut(),
@@ -287,9 +299,9 @@ impl Merge for LocConf {
                 .as_ref()
                 .map(|b| Bypass { nets: b.nets.clone(), conditions: b.conditions });
         }
-        self.dry_run = self.dry_run.or(prev.dry_run).or(Some(false));
+        self.dry_run = merge_flag(self.dry_run, prev.dry_run);
         self.log_level = self.log_level.or(prev.log_level).or(Some(LogLevel::Info));
-        self.insert_heartbeat = self.insert_heartbeat.or(prev.insert_heartbeat).or(Some(false));
+        self.insert_heartbeat = merge_flag(self.insert_heartbeat, prev.insert_heartbeat);
         Ok(())
     }
 }

@@ -429,33 +429,6 @@ pub extern "C" fn set_bypass(
     })
 }
 
-pub extern "C" fn set_dry_run(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    const CHOICES: &[(&str, bool)] = &[("on", true), ("off", false)];
-    let words = "\"on\" or \"off\"";
-    set_choice(cf, conf, "waiting_room_dry_run", |l| &mut l.dry_run, CHOICES, words)
-}
-
-pub extern "C" fn set_insert_heartbeat(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    const CHOICES: &[(&str, bool)] = &[("on", true), ("off", false)];
-    let words = "\"on\" or \"off\"";
-    set_choice(
-        cf,
-        conf,
-        "waiting_room_insert_heartbeat",
-        |l| &mut l.insert_heartbeat,
-        CHOICES,
-        words,
-    )
-}
-
 pub extern "C" fn set_log_level(
     cf: *mut ngx_conf_t,
     _: *mut ngx_command_t,

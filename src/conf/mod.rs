@@ -24,9 +24,9 @@ use core::ffi::{c_char, c_void};
 use core::ptr;
 
 use nginx_sys::{
-    ngx_command_t, ngx_conf_t, ngx_http_set_predicate_slot, ngx_str_t, NGX_CONF_1MORE,
-    NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET,
-    NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
+    ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_t, ngx_http_set_predicate_slot, ngx_str_t,
+    NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF,
+    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
 };
 use ngx::core::NGX_CONF_OK;
 use ngx::http::HttpModule;
@@ -133,11 +133,12 @@ pub static mut COMMANDS: [ngx_command_t; 18] = [
         location::set_bypass,
         NGX_HTTP_LOC_CONF_OFFSET,
     ),
-    command(
+    command_at(
         ngx_string!("waiting_room_dry_run"),
-        ANY_LEVEL | NGX_CONF_TAKE1,
-        location::set_dry_run,
+        ANY_LEVEL | NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
         NGX_HTTP_LOC_CONF_OFFSET,
+        core::mem::offset_of!(LocConf, dry_run),
     ),
     command(
         ngx_string!("waiting_room_log_level"),
@@ -145,11 +146,12 @@ pub static mut COMMANDS: [ngx_command_t; 18] = [
         location::set_log_level,
         NGX_HTTP_LOC_CONF_OFFSET,
     ),
-    command(
+    command_at(
         ngx_string!("waiting_room_insert_heartbeat"),
-        ANY_LEVEL | NGX_CONF_TAKE1,
-        location::set_insert_heartbeat,
+        ANY_LEVEL | NGX_CONF_FLAG,
+        ngx_conf_set_flag_slot,
         NGX_HTTP_LOC_CONF_OFFSET,
+        core::mem::offset_of!(LocConf, insert_heartbeat),
     ),
     command(
         ngx_string!("waiting_room_control"),

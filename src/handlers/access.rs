@@ -375,7 +375,7 @@ impl Stop {
 /// line one level lower, as `limit_req` logs delays); in a dry run, lets the request go on
 /// (`Some`), counted.
 fn stop(r: &mut ngx_http_request_t, lcf: &LocConf, room: &Room, what: Stop) -> Option<ngx_int_t> {
-    let dry = lcf.dry_run == Some(true);
+    let dry = lcf.dry_run == 1;
     let (refused, queued) = lcf.log_level.unwrap_or(LogLevel::Info).levels();
     let level = if what.position().is_some() { queued } else { refused };
     let run = if dry { ", dry run" } else { "" };

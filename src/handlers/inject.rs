@@ -73,7 +73,7 @@ fn wanted(r: &ngx_http_request_t) -> Option<String> {
         return None;
     }
     let lcf = Module::location_conf(r)?;
-    if lcf.insert_heartbeat != Some(true) || r.headers_out.status != NGX_HTTP_OK as usize {
+    if lcf.insert_heartbeat != 1 || r.headers_out.status != NGX_HTTP_OK as usize {
         return None;
     }
     let v = verdict::get(r)?;
