@@ -206,10 +206,23 @@ pub fn arg(args: &[u8]) -> Option<&[u8]> {
 }
 
 /// `uri` (a request's path and query, as sent) without its `wr_exempt` arguments: where a
-/// visitor let in by a link is sent, so that the link does not stay in the address bar.
+/// visitor let in by a link is sent, so that the link does not stay in the address bar. A path
+/// that starts with more than one slash (or a backslash after it), which a browser would read
+/// as another host's (`//evil.example/`), starts with one slash.
 pub fn without_arg(uri: &[u8]) -> Vec<u8> {
-    let Some(q) = uri.iter().position(|&b| b == b'?') else { return uri.to_vec() };
-    let mut out = uri[..q].to_vec();
+    let mut out = Vec::with_capacity(uri.len());
+    let lead = uri.iter().take_while(|&&b| b == b'/' || b == b'\\').count();
+    let uri = if lead > 1 {
+        out.push(b'/');
+        &uri[lead..]
+    } else {
+        uri
+    };
+    let Some(q) = uri.iter().position(|&b| b == b'?') else {
+        out.extend_from_slice(uri);
+        return out;
+    };
+    out.extend_from_slice(&uri[..q]);
     let mut first = true;
     for pair in uri[q + 1..].split(|&b| b == b'&') {
         let name = pair.split(|&b| b == b'=').next().unwrap_or_default();

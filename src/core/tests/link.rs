@@ -85,6 +85,10 @@ fn the_argument_is_found_and_taken_out() {
     assert_eq!(without_arg(b"/p/?wr_exempt=abc&b=2&wr_exempt=d"), b"/p/?b=2");
     assert_eq!(without_arg(b"/p/?a=1"), b"/p/?a=1");
     assert_eq!(without_arg(b"/p/"), b"/p/");
+    // Never to another host.
+    assert_eq!(without_arg(b"//evil.example/x?wr_exempt=abc"), b"/evil.example/x");
+    assert_eq!(without_arg(b"/\\evil.example/?wr_exempt=abc&a=1"), b"/evil.example/?a=1");
+    assert_eq!(without_arg(b"///x"), b"/x");
     assert_eq!(with_arg("/p/", "abc"), "/p/?wr_exempt=abc");
     assert_eq!(with_arg("/p/?a=1", "abc"), "/p/?a=1&wr_exempt=abc");
 }
