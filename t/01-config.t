@@ -33,7 +33,7 @@ $t->write_file('key32nl', 'k' x 32 . "\n\n");
 $t->write_file('key31nl', 'k' x 31 . "\n");
 $t->write_file('key_a', 'a' x 64 . "\n");
 $t->write_file('key_b', 'b' x 64 . "\n");
-$t->write_file('page.html', "<p>{{ROOM}} {{POSITION}}</p>\n");
+$t->write_file('page.html', "<p>{{ room }} {{ position }}</p>\n");
 $t->write_file('index.html', "inside\n");
 chmod 0755, $d if $> == 0;
 

@@ -80,9 +80,10 @@ EOF
 
 $t->write_file('page.html', "a page\n");
 $t->write_file('index.html', "the index\n");
-$t->write_file('page.tpl', 'ROOM={{ROOM}} POS={{POSITION}} '
-	. 'LEN={{QUEUE_LENGTH}} ETA={{ETA_TEXT}}|{{ETA_SECONDS}} '
-	. 'REFRESH={{REFRESH}} API={{API}} UNKNOWN={{NOPE}} {{' . "\n");
+$t->write_file('page.tpl', 'ROOM={{ room }} POS={{ position }} '
+	. 'LEN={{ queue_length }} ETA={{ eta_text }}|{{ eta_seconds }} '
+	. 'REFRESH={{ refresh }} API={{ api }} RAW={% raw %}{{NOPE}}{% endraw %} '
+	. '{{ "<&>" }}' . "\n");
 chmod 0755, $t->testdir() if $> == 0;
 
 $t->run();
@@ -236,10 +237,10 @@ my ($retry) = $r =~ /^Retry-After: (\d+)/mi;
 ok($retry && $retry >= 1 && $retry <= 30, 'page: Retry-After');
 like($r, qr!You are number <strong id="pos">2</strong> in line!, 'page: text');
 like($r, qr!<dd id="len">4</dd>!, 'page: queue length');
-like($r, qr!<dd id="eta" data-s="\d+">about \d+ minutes?<!,
+like($r, qr!<dd id="eta">about \d+ minutes?<!,
 	'page: a wait estimated from the configuration');
-like($r, qr!var api='/_wr/'!, 'page: api');
-like($r, qr!content="$retry"!, 'page: refresh matches Retry-After');
+like($r, qr!"api":"/_wr/"!, 'page: api');
+like($r, qr!^Refresh: $retry\s*$!m, 'page: refresh matches Retry-After');
 unlike($r, qr/\{\{/, 'page: all placeholders filled');
 
 ###############################################################################
@@ -254,7 +255,8 @@ is(code($r), 429, 'tpl: queue status 429');
 # before anyone has left, the estimate comes from the configuration: a visit of
 # 1.5 x idle (90s) and a sixth of claim_window (30s), for the one slot: 140s
 like(body($r), qr{^ROOM=tpl\ POS=1\ LEN=1\ ETA=about\ 2\ minutes\|1[45]\d\ REFRESH=10
-	\ API=/tpl-api/\ UNKNOWN=\{\{NOPE\}\}\ \{\{\n\z}x, 'tpl: placeholders');
+	\ API=&\#x2f;tpl-api&\#x2f;\ RAW=\{\{NOPE\}\}\ &lt;&amp;&gt;\n\z}x,
+	'tpl: variables, escaped for HTML');
 like($r, qr/^Retry-After: 10\x0d?$/mi, 'tpl: Retry-After');
 like($r, qr/^Cache-Control: no-store/mi, 'tpl: no-store');
 my $tc = cookie($r, 'tpl');

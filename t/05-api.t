@@ -220,7 +220,7 @@ ok(code($r) == 200 && body($r) eq '', 'heartbeat.js: HEAD');
 
 # the queue page polls the configured api=
 
-like(get('/page.html', $v{C}), qr!var api='/queue-api/'!, 'page api');
+like(get('/page.html', $v{C}), qr!"api":"/queue-api/"!, 'page api');
 
 # heartbeats and positions with good cookies
 

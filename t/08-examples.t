@@ -158,7 +158,7 @@ is(join(' ', @$st{qw/ model rate phase max_active /}),
 	'lottery 120r/m before 500', 'tickets: settings before the start');
 
 $r = get('/show');
-like($r, qr/<div id="bs" >/, 'tickets: the pre-queue page, counting down');
+like($r, qr/<div id="bs">/, 'tickets: the pre-queue page, counting down');
 my $early = cookie($r, 'tickets');
 my $pos = json(http("GET /_wr/position HTTP/1.0\nHost: localhost\n"
 	. "Cookie: $early\n\n"));

@@ -264,7 +264,7 @@ my $r = first('/page.html');
 my $arrival = cookie($r, 'p');
 ok(wr($r) eq 'ARRIVED' && pos_of($r) == 4 && cookie_kind($arrival) == 3,
 	'first contact: arrival, position 4');
-like($r, qr/arr='1'===/, 'the page knows it is an arrival');
+like($r, qr/"arrival":true/, 'the page knows it is an arrival');
 is(counts(), '3 2 3', 'an arrival takes no place');
 
 # without the cookie, the page's question gets "none" (the page then says

@@ -152,7 +152,7 @@ ok(code($r) == 503 && $j->{state} eq 'refused' && wr($r) eq 'REFUSED',
 
 get('/f/p');
 $r = get('/f/p');
-ok(code($r) == 200 && $r =~ /<html/ && $r =~ /^Vary: Accept\s*$/m,
+ok(code($r) == 200 && $r =~ /<html/ && $r =~ /^Vary: Accept, Accept-Language\s*$/m,
 	'a browser: the page, Vary');
 $r = http("GET /a/p HTTP/1.0\nHost: localhost\nAccept: */*\n\n");
 ok(code($r) == 503 && $r =~ m!^Content-Type: text/plain!m,

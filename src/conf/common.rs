@@ -7,6 +7,7 @@ use core::{ptr, slice};
 use std::fmt::{self, Display};
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
+use std::sync::{Arc, OnceLock};
 
 use ipnet::IpNet;
 use nginx_sys::{
@@ -20,6 +21,7 @@ use ngx::http::{HttpModule, HttpModuleLocationConf, HttpModuleMainConf, Merge, M
 use ngx::{ngx_conf_log_error, ngx_log_error};
 
 use crate::core::guard;
+use crate::pages::render::{PageSettings, Pages};
 use crate::service::Room;
 
 /// The module, as the `ngx` crate's traits see it: how to reach its configurations.
@@ -172,7 +174,11 @@ pub struct LocConf {
     pub(super) room_place: Option<Place>,
     pub(super) api: Option<String>,
     pub queue_status: usize,
-    pub page: Option<String>,
+    /// What this level says about the pages (`waiting_room_page`, `waiting_room_title`, ...),
+    /// merged with the levels above.
+    pub page_settings: PageSettings,
+    /// The pages, built once the location is merged (for a location with a room).
+    pub pages: Option<Arc<Pages>>,
     pub gate: Option<Gate>,
     pub crawlers: Option<Crawlers>,
     /// `waiting_room_crawler` conditions (an array of complex values, for
@@ -207,7 +213,8 @@ impl Default for LocConf {
             room_place: None,
             api: None,
             queue_status: 0,
-            page: None,
+            page_settings: PageSettings::default(),
+            pages: None,
             gate: None,
             crawlers: None,
             crawler: UNSET_PTR,
@@ -279,8 +286,13 @@ impl Merge for LocConf {
         if self.queue_status == 0 {
             self.queue_status = if prev.queue_status == 0 { 200 } else { prev.queue_status };
         }
-        if self.page.is_none() {
-            self.page.clone_from(&prev.page);
+        let own_pages = !self.page_settings.is_empty();
+        self.page_settings = self.page_settings.merged(&prev.page_settings);
+        if !self.room.is_null() {
+            self.pages = match &prev.pages {
+                Some(p) if !own_pages => Some(p.clone()),
+                _ => Some(pages_for(&self.page_settings)?),
+            };
         }
         self.gate = self.gate.or(prev.gate).or(Some(Gate::AfterAccess));
         self.crawlers = self.crawlers.or(prev.crawlers).or(Some(Crawlers::Refuse));
@@ -304,6 +316,17 @@ impl Merge for LocConf {
         self.insert_heartbeat = merge_flag(self.insert_heartbeat, prev.insert_heartbeat);
         Ok(())
     }
+}
+
+/// The pages of `settings`: the built-in ones are built once and shared. Every template was
+/// tried when its directive was read, so this fails only if memory does.
+fn pages_for(settings: &PageSettings) -> Result<Arc<Pages>, MergeConfigError> {
+    static BUILTIN: OnceLock<Option<Arc<Pages>>> = OnceLock::new();
+    if settings.is_empty() {
+        let built = BUILTIN.get_or_init(|| Pages::build(settings, false).ok().map(Arc::new));
+        return built.clone().ok_or(MergeConfigError::NoValue);
+    }
+    Pages::build(settings, false).map(Arc::new).map_err(|_| MergeConfigError::NoValue)
 }
 
 /// The directive's arguments, the directive's own name first.

@@ -3,7 +3,6 @@
 //! ```nginx
 //! waiting_room NAME [api=URI] | off;                                 # http, server, location
 //! waiting_room_queue_status 200 | 202 | 429 | 503;                   # http, server, location
-//! waiting_room_page FILE;                                            # http, server, location
 //! waiting_room_gate after_access | before_access;                    # http, server, location
 //! waiting_room_crawlers refuse | pass;                               # http, server, location
 //! waiting_room_crawler STRING ...;                                   # http, server, location
@@ -35,9 +34,6 @@ use super::common::{
     ApiLocation, Bypass, Crawlers, Endpoint, FileProblem, Gate, LocConf, LogLevel, Place,
 };
 
-/// Longest accepted `waiting_room_page` template.
-pub const PAGE_MAX: u64 = 64 * 1024;
-
 /// What is wrong with one of these directives.
 #[derive(Debug)]
 pub enum LocationError {
@@ -54,7 +50,6 @@ pub enum LocationError {
         choices: &'static str,
     },
     PageFile(FileProblem),
-    PageNotText(String),
     /// A `token=` file without a usable token.
     BadToken(String),
     /// A `waiting_room_bypass` parameter that is neither an address nor a condition.
@@ -81,9 +76,6 @@ impl fmt::Display for LocationError {
                 write!(f, "invalid value \"{value}\", it must be {choices}")
             }
             LocationError::PageFile(p) => write!(f, "{p}"),
-            LocationError::PageNotText(path) => {
-                write!(f, "waiting_room_page \"{path}\" is not UTF-8 text")
-            }
             LocationError::BadToken(path) => write!(
                 f,
                 "token file \"{path}\" must start with a token of at least {TOKEN_MIN} visible \
@@ -184,24 +176,6 @@ pub extern "C" fn set_queue_status(
 ) -> *mut c_char {
     let (allowed, words) = (&[200, 202, 429, 503], "200, 202, 429 or 503");
     set_status_code(cf, conf, "waiting_room_queue_status", |l| &mut l.queue_status, allowed, words)
-}
-
-pub extern "C" fn set_page(
-    cf: *mut ngx_conf_t,
-    _: *mut ngx_command_t,
-    conf: *mut c_void,
-) -> *mut c_char {
-    let lcf = loc_conf(conf);
-    handle(cf, || {
-        if lcf.page.is_some() {
-            return Err(LocationError::Duplicate("waiting_room_page"));
-        }
-        let (path, bytes) = read_conf_file(cf, "waiting_room_page", &args(cf)[1], PAGE_MAX)
-            .map_err(LocationError::PageFile)?;
-        let page = String::from_utf8(bytes).map_err(|_| LocationError::PageNotText(path))?;
-        lcf.page = Some(page);
-        Ok(())
-    })
 }
 
 fn set_endpoint(cf: *mut ngx_conf_t, conf: *mut c_void, endpoint: Endpoint) -> *mut c_char {

@@ -2,12 +2,14 @@
 //! let `nginx -t` catch every mistake we can see. One file per family:
 //!
 //! * [`zone`]: `waiting_room_zone`, `waiting_room_secret` (http);
-//! * [`location`]: `waiting_room`, `waiting_room_queue_status`, `waiting_room_page`,
+//! * [`location`]: `waiting_room`, `waiting_room_queue_status`,
 //!   `waiting_room_gate`, `waiting_room_crawlers`, `waiting_room_crawler`,
 //!   `waiting_room_refuse_status`, `waiting_room_closed_status`, `waiting_room_bypass`,
 //!   `waiting_room_dry_run`, `waiting_room_log_level`, `waiting_room_insert_heartbeat`,
 //!   `waiting_room_api`,
 //!   `waiting_room_status`, `waiting_room_control`;
+//! * [`pages`]: `waiting_room_page`, `waiting_room_title`, `waiting_room_message`,
+//!   `waiting_room_logo`, `waiting_room_colors`, `waiting_room_language`, `waiting_room_text`;
 //! * [`check`]: what can only be checked once a location is merged;
 //! * [`common`]: what they share: the configuration's types and the helpers that read
 //!   arguments and report errors.
@@ -18,6 +20,7 @@
 mod check;
 mod common;
 mod location;
+mod pages;
 mod zone;
 
 use core::ffi::{c_char, c_void};
@@ -25,8 +28,9 @@ use core::ptr;
 
 use nginx_sys::{
     ngx_command_t, ngx_conf_set_flag_slot, ngx_conf_t, ngx_http_set_predicate_slot, ngx_str_t,
-    NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_HTTP_LOC_CONF,
-    NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET, NGX_HTTP_SRV_CONF,
+    NGX_CONF_1MORE, NGX_CONF_FLAG, NGX_CONF_TAKE1, NGX_CONF_TAKE12, NGX_CONF_TAKE23,
+    NGX_HTTP_LOC_CONF, NGX_HTTP_LOC_CONF_OFFSET, NGX_HTTP_MAIN_CONF, NGX_HTTP_MAIN_CONF_OFFSET,
+    NGX_HTTP_SRV_CONF,
 };
 use ngx::core::NGX_CONF_OK;
 use ngx::http::HttpModule;
@@ -65,7 +69,7 @@ const fn command_at(
 
 const ANY_LEVEL: u32 = NGX_HTTP_MAIN_CONF | NGX_HTTP_SRV_CONF | NGX_HTTP_LOC_CONF;
 
-pub static mut COMMANDS: [ngx_command_t; 18] = [
+pub static mut COMMANDS: [ngx_command_t; 24] = [
     command(
         ngx_string!("waiting_room_zone"),
         NGX_HTTP_MAIN_CONF | NGX_CONF_1MORE,
@@ -92,8 +96,44 @@ pub static mut COMMANDS: [ngx_command_t; 18] = [
     ),
     command(
         ngx_string!("waiting_room_page"),
+        ANY_LEVEL | NGX_CONF_1MORE,
+        pages::set_page,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_title"),
         ANY_LEVEL | NGX_CONF_TAKE1,
-        location::set_page,
+        pages::set_title,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_message"),
+        ANY_LEVEL | NGX_CONF_TAKE1,
+        pages::set_message,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_logo"),
+        ANY_LEVEL | NGX_CONF_TAKE12,
+        pages::set_logo,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_colors"),
+        ANY_LEVEL | NGX_CONF_TAKE12,
+        pages::set_colors,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_language"),
+        ANY_LEVEL | NGX_CONF_1MORE,
+        pages::set_language,
+        NGX_HTTP_LOC_CONF_OFFSET,
+    ),
+    command(
+        ngx_string!("waiting_room_text"),
+        ANY_LEVEL | NGX_CONF_TAKE23,
+        pages::set_text,
         NGX_HTTP_LOC_CONF_OFFSET,
     ),
     command(

@@ -205,8 +205,12 @@ pub fn arg(args: &[u8]) -> Option<&[u8]> {
     })
 }
 
-/// `uri` (a request's path and query, as sent) without its `wr_exempt` arguments: where a
-/// visitor let in by a link is sent, so that the link does not stay in the address bar. A path
+/// The queue page's own arguments (see `handlers::page`), dropped with the link's.
+const ROOM_ARGS: [&[u8]; 2] = [b"wr_check", b"wr_reload"];
+
+/// `uri` (a request's path and query, as sent) without its `wr_exempt` arguments (nor the
+/// queue page's `wr_check` and `wr_reload`): where a visitor let in by a link is sent, so that
+/// the link does not stay in the address bar. A path
 /// that starts with more than one slash (or a backslash after it), which a browser would read
 /// as another host's (`//evil.example/`), starts with one slash.
 pub fn without_arg(uri: &[u8]) -> Vec<u8> {
@@ -226,7 +230,7 @@ pub fn without_arg(uri: &[u8]) -> Vec<u8> {
     let mut first = true;
     for pair in uri[q + 1..].split(|&b| b == b'&') {
         let name = pair.split(|&b| b == b'=').next().unwrap_or_default();
-        if name == ARG || pair.is_empty() {
+        if name == ARG || ROOM_ARGS.contains(&name) || pair.is_empty() {
             continue;
         }
         out.push(if first { b'?' } else { b'&' });

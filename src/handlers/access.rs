@@ -33,7 +33,7 @@ use nginx_sys::{
 use ngx::http::{HttpModuleLocationConf, HttpModuleMainConf, NgxHttpCoreModule};
 use ngx::ngx_log_error;
 
-use super::edge;
+use super::{edge, page};
 use crate::conf::{Bypass, Crawlers, Gate, LocConf, LogLevel, Module};
 use crate::core::layout::People;
 use crate::core::link;
@@ -41,7 +41,7 @@ use crate::core::request::{is_known_crawler, is_navigation, prefers_json, Method
 use crate::http::cookies;
 use crate::http::verdict::{self, Verdict};
 use crate::http::{self, str_bytes, Now};
-use crate::pages::{self, QueueView};
+use crate::pages::render::Kind;
 use crate::service::{Decision, LinkUsed, Outcome, Place, Refused, Room, Unusable, Visit};
 
 /// How soon a newcomer held while the room stands by asks again.
@@ -229,9 +229,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 let a = AppAnswer::new("queued", HELD_REFRESH_SECONDS).at(&place);
                 return a.send(r, lcf, lcf.queue_status);
             }
-            let view = view(room, lcf, &place, HELD_REFRESH_SECONDS, false);
-            let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
-            respond(r, lcf.queue_status, HELD_REFRESH_SECONDS, body.as_bytes())
+            page::queue(r, lcf, &place, HELD_REFRESH_SECONDS, false)
         }
         // A first contact: the back of the line, no place until the browser comes back with
         // the cookie (the page asks at once).
@@ -255,9 +253,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 let a = AppAnswer::new("arrived", 0).at(&place);
                 return a.send(r, lcf, lcf.queue_status);
             }
-            let view = view(room, lcf, &place, ARRIVAL_REFRESH_SECONDS, true);
-            let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
-            respond(r, lcf.queue_status, ARRIVAL_REFRESH_SECONDS, body.as_bytes())
+            page::queue(r, lcf, &place, ARRIVAL_REFRESH_SECONDS, true)
         }
         Outcome::Queued { place, new_ticket } => {
             let position = place.position;
@@ -287,9 +283,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 let a = AppAnswer::new("queued", refresh).at(&place);
                 return a.send(r, lcf, lcf.queue_status);
             }
-            let view = view(room, lcf, &place, refresh, false);
-            let body = pages::queue_page(lcf.page.as_deref().unwrap_or(pages::QUEUE_PAGE), &view);
-            respond(r, lcf.queue_status, refresh, body.as_bytes())
+            page::queue(r, lcf, &place, refresh, false)
         }
         Outcome::Limited => stop(r, lcf, room, Stop::Limited).unwrap_or_else(|| {
             let status = NGX_HTTP_TOO_MANY_REQUESTS as usize;
@@ -302,8 +296,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
         // The room is off (mode `pass`): through, counted, without a place.
         Outcome::Off => off(r),
         Outcome::Closed { over } => {
-            let (status, page) =
-                if over { ("OVER", pages::OVER_PAGE) } else { ("CLOSED", pages::CLOSED_PAGE) };
+            let (status, kind) = if over { ("OVER", Kind::Over) } else { ("CLOSED", Kind::Closed) };
             if let Some(rc) = stop(r, lcf, room, if over { Stop::Over } else { Stop::Closed }) {
                 return rc;
             }
@@ -315,7 +308,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 let state = if over { "over" } else { "closed" };
                 return AppAnswer::new(state, CLOSED_RETRY_SECONDS).send(r, lcf, lcf.closed_status);
             }
-            respond(r, lcf.closed_status, CLOSED_RETRY_SECONDS, page.as_bytes())
+            page::other(r, lcf, kind, lcf.closed_status, CLOSED_RETRY_SECONDS)
         }
         Outcome::Full { queue_length } => {
             full(r, room, queue_length, now);
@@ -328,7 +321,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 a.queue_length = Some(queue_length);
                 return a.send(r, lcf, NGX_HTTP_SERVICE_UNAVAILABLE as usize);
             }
-            respond(r, NGX_HTTP_SERVICE_UNAVAILABLE as usize, 60, pages::FULL_PAGE.as_bytes())
+            page::other(r, lcf, Kind::Full, NGX_HTTP_SERVICE_UNAVAILABLE as usize, 60)
         }
     }
 }
@@ -578,16 +571,6 @@ fn counted(r: Result<Refused, Unusable>) -> Option<(People, People, u64)> {
 }
 
 /// The queue page's view of a visitor at `place`.
-fn view<'a>(
-    room: &'a Room,
-    lcf: &'a LocConf,
-    place: &Place,
-    refresh_seconds: u64,
-    arrival: bool,
-) -> QueueView<'a> {
-    QueueView { room: &room.name, place: *place, refresh_seconds, api: lcf.api(), arrival }
-}
-
 /// Whether a `waiting_room_crawler` condition names the request a crawler's.
 fn crawler_named(r: &mut ngx_http_request_t, lcf: &LocConf) -> bool {
     if lcf.crawler.is_null() {
@@ -640,21 +623,4 @@ fn full(r: &ngx_http_request_t, room: &Room, queue_length: u64, now: Now) {
             room.name
         );
     }
-}
-
-/// Sends a page of our own from the access phase and finishes the request.
-fn respond(r: &mut ngx_http_request_t, status: usize, retry_after: u64, body: &[u8]) -> ngx_int_t {
-    // SAFETY: a live main request; the body is not wanted, whatever the method.
-    let rc = unsafe { ngx_http_discard_request_body(r) };
-    if rc != NGX_OK as ngx_int_t {
-        return rc;
-    }
-    http::add_header(r, "Cache-Control", "cache-control", "no-store");
-    http::add_header(r, "Retry-After", "retry-after", &retry_after.to_string());
-    http::add_header(r, "Vary", "vary", "Accept");
-    let rc = http::send(r, status, "text/html; charset=utf-8", body);
-    // SAFETY: the response is complete; finishing the request is ours to do, as in a content
-    // handler, and the phase engine is told with NGX_DONE that it is done.
-    unsafe { ngx_http_finalize_request(r, rc) };
-    NGX_DONE as ngx_int_t
 }

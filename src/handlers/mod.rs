@@ -9,4 +9,5 @@ pub mod control;
 mod edge;
 pub mod inject;
 pub mod origin;
+mod page;
 pub mod status;

@@ -1,12 +1,13 @@
-//! The pages nginx sends itself: the queue page and the heartbeat script, compiled into the
-//! module from this folder, or a site's own queue page template. Pure text work, no nginx.
+//! The pages nginx sends itself: the visitor's pages (minijinja templates in `templates/`,
+//! texts in ten languages in `texts/`, or a site's own templates), the heartbeat script, and
+//! the operators' live status page. Pure text work, no nginx.
 //!
-//! Values are escaped for the context they go into: `{{ROOM}}` and `{{API}}` for HTML text and
-//! attribute values, `{{API_JS}}` for the inside of a JavaScript string literal (also inside an
-//! inline `<script>`). Numbers need no escaping.
+//! * [`render`]: the templates, compiled and tried when the configuration is read;
+//! * [`lang`]: the languages, their texts and plural rules, and `Accept-Language`.
 
-/// The default queue page template.
-pub const QUEUE_PAGE: &str = include_str!("queue.html");
+pub mod lang;
+pub mod render;
+
 /// The script admitted pages include.
 pub const HEARTBEAT_JS: &str = include_str!("heartbeat.js");
 /// The status location's live page for operators: static, it asks the location for the
@@ -41,30 +42,6 @@ fn inline_hash(page: &str, tag: &str) -> String {
     format!("sha256-{}", base64::engine::general_purpose::STANDARD.encode(digest))
 }
 
-/// Sent with a 503 when the queue is as long as its zone can hold.
-pub const FULL_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<meta http-equiv=\"refresh\" content=\"60\"><title>Please come back soon</title></head>\
-<body style=\"font:16px/1.5 system-ui,sans-serif;max-width:30rem;margin:3rem auto;padding:0 1rem\">\
-<h1>The waiting room is full</h1><p>So many people are waiting that the line cannot take more \
-right now. This page tries again in a minute.</p></body></html>\n";
-
-/// Sent to newcomers while the room is closed (mode `reject`).
-pub const CLOSED_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<meta name=\"robots\" content=\"noindex,nofollow\"><title>Closed for now</title></head>\
-<body style=\"font:16px/1.5 system-ui,sans-serif;max-width:30rem;margin:3rem auto;padding:0 1rem\">\
-<main><h1>Closed for now</h1><p>The site is not letting anyone new in at the moment: it may be \
-sold out, or closed for a while. Please come back later.</p></main></body></html>\n";
-
-/// Sent to newcomers once the room's event has ended.
-pub const OVER_PAGE: &str = "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">\
-<meta name=\"robots\" content=\"noindex,nofollow\"><title>The event is over</title></head>\
-<body style=\"font:16px/1.5 system-ui,sans-serif;max-width:30rem;margin:3rem auto;padding:0 1rem\">\
-<main><h1>The event is over</h1><p>This event has ended and nobody new can join it. Thank you \
-for your interest.</p></main></body></html>\n";
-
 /// Where a visitor in line stands, for the page and the API.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Place {
@@ -89,18 +66,6 @@ impl Place {
             None => refresh_seconds(self.position, self.eta, claim_window_ms),
         }
     }
-}
-
-/// What the queue page shows one visitor.
-pub struct QueueView<'a> {
-    pub room: &'a str,
-    pub place: Place,
-    pub refresh_seconds: u64,
-    pub api: &'a str,
-    /// The visitor has just arrived and has no place yet: the page asks at once (taking the
-    /// place, if the browser sent the cookie back), and tells a browser that sent none that
-    /// cookies are needed.
-    pub arrival: bool,
 }
 
 /// Replaces each `{{NAME}}` in `template` by `value(NAME)`; unknown names are left as they are.
@@ -164,76 +129,26 @@ pub fn escape_js(s: &str) -> String {
     out
 }
 
-/// A wait in words: honest about what is not known yet.
-pub fn eta_text(eta: Option<u64>) -> String {
-    match eta {
-        None => "being measured".into(),
-        Some(s) if s < 60 => "less than a minute".into(),
-        Some(s) if s <= 5400 => {
-            let m = (s + 30) / 60;
-            format!("about {m} minute{}", if m == 1 { "" } else { "s" })
-        }
-        Some(s) => format!("about {} hours", (s + 1800) / 3600),
-    }
+/// `uri` (a request's path and query, as sent) with the room's own argument `arg`
+/// (`wr_reload=off`) added, for a link on the page.
+pub fn with_room_arg(uri: &str, arg: &str) -> String {
+    let sep = if uri.contains('?') { '&' } else { '?' };
+    format!("{uri}{sep}{arg}")
 }
 
-fn hidden(on: bool) -> String {
-    if on { "hidden" } else { "" }.to_owned()
-}
-
-/// Seconds as a countdown: `2 d 03:04:05`, `03:04:05`, `04:05`.
-pub fn countdown(s: u64) -> String {
-    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
-    match (d, h) {
-        (0, 0) => format!("{m:02}:{s:02}"),
-        (0, _) => format!("{h:02}:{m:02}:{s:02}"),
-        _ => format!("{d} d {h:02}:{m:02}:{s:02}"),
-    }
-}
-
-/// The queue page for `v`, from `template` (the default page or a site's own).
-pub fn queue_page(template: &str, v: &QueueView) -> String {
-    let p = &v.place;
-    fill(template, |name| {
-        Some(match name {
-            "ROOM" => escape(v.room),
-            "POSITION" => p.position.to_string(),
-            "QUEUE_LENGTH" => p.queue_length.to_string(),
-            "ETA_TEXT" => eta_text(p.eta),
-            "ETA_SECONDS" => p.eta.map(|s| s.to_string()).unwrap_or_default(),
-            "ETA_MAX_SECONDS" => p.eta_max.map(|s| s.to_string()).unwrap_or_default(),
-            // A bound, so rounded up: never "at most 1 minute" for 89 seconds.
-            "ETA_MAX_TEXT" => match p.eta_max {
-                Some(s) if s < 60 => " (at most a minute)".into(),
-                Some(s) if s <= 5400 => {
-                    let m = s.div_ceil(60);
-                    format!(" (at most {m} minute{})", if m == 1 { "" } else { "s" })
-                }
-                Some(s) => format!(" (at most {} hours)", s.div_ceil(3600)),
-                None => String::new(),
-            },
-            // Before the start: in which order the line goes in then.
-            "ORDER_TEXT" => if p.draw > 0 {
-                "At the start, turns are drawn at random: arriving early does not change your \
-                 chance."
-            } else {
-                "At the start, people go in in the order they arrived."
-            }
-            .into(),
-            "DRAW" => p.draw.to_string(),
-            "STARTS_IN" => p.starts_in.map(|s| s.to_string()).unwrap_or_default(),
-            "STARTS_IN_TEXT" => p.starts_in.map(countdown).unwrap_or_default(),
-            // Which of the page's three headlines shows: a place in line, a draw, a countdown.
-            "PLACE_HIDDEN" => hidden(p.draw > 0 || p.starts_in.is_some()),
-            "DRAW_HIDDEN" => hidden(p.draw == 0 || p.starts_in.is_some()),
-            "SOON_HIDDEN" => hidden(p.starts_in.is_none()),
-            "REFRESH" => v.refresh_seconds.to_string(),
-            "API" => escape(v.api),
-            "API_JS" => escape_js(v.api),
-            "ARRIVAL" => u8::from(v.arrival).to_string(),
-            _ => return None,
-        })
-    })
+/// The path and query of `referer` when it names a page of `host` (the page a form was sent
+/// from); `None` for another site's page or anything unusual.
+pub fn same_site_path(referer: &[u8], host: &[u8]) -> Option<String> {
+    let referer = core::str::from_utf8(referer).ok()?;
+    let rest = referer.strip_prefix("https://").or_else(|| referer.strip_prefix("http://"))?;
+    let slash = rest.find('/')?;
+    let (authority, path) = rest.split_at(slash);
+    let host = core::str::from_utf8(host).ok()?;
+    let fine = authority.eq_ignore_ascii_case(host)
+        && !path.starts_with("//")
+        && !path.contains(['\\', '"', '<', '>', ' '])
+        && !path.chars().any(char::is_control);
+    fine.then(|| path.split('#').next().unwrap_or(path).to_owned())
 }
 
 /// The heartbeat script for an API location at `api`.
@@ -269,101 +184,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_page_is_filled_completely() {
-        let v = QueueView {
-            room: "shop<1>",
-            place: Place { position: 12, queue_length: 340, ..Place::default() },
-            refresh_seconds: 5,
-            api: "/_wr/",
-            arrival: true,
-        };
-        let page = queue_page(QUEUE_PAGE, &v);
-        assert!(!page.contains("{{"), "an unfilled placeholder");
-        assert!(page.contains(">12<") && page.contains("340") && page.contains("being measured"));
-        assert!(page.contains("shop&lt;1&gt;") && !page.contains("shop<1>"));
-        assert!(page.len() < 8192);
-    }
-
-    /// The queue page's three headline blocks, and which one a view shows.
-    const BLOCKS: [&str; 3] = ["bp", "bd", "bs"];
-
-    fn shown(page: &str) -> Vec<&'static str> {
-        BLOCKS
-            .into_iter()
-            .filter(|b| {
-                let open = format!("<div id=\"{b}\" >");
-                let closed = format!("<div id=\"{b}\" hidden>");
-                assert!(page.contains(&open) ^ page.contains(&closed), "block {b}: {page}");
-                page.contains(&open)
-            })
-            .collect()
-    }
-
-    fn event_view(draw: u64, starts_in: Option<u64>) -> QueueView<'static> {
-        QueueView {
-            room: "spring-sale-2026-tickets-for-everyone",
-            place: Place {
-                position: 1200,
-                queue_length: 4567,
-                eta: Some(725),
-                eta_max: if draw > 0 { Some(1441) } else { None },
-                draw,
-                starts_in,
-            },
-            refresh_seconds: 30,
-            api: "/_wr/",
-            arrival: false,
-        }
-    }
-
-    #[test]
-    fn the_default_page_is_filled_completely_for_a_place_a_draw_and_a_countdown() {
-        // A place in line, the event started.
-        let page = queue_page(QUEUE_PAGE, &event_view(0, None));
-        assert!(!page.contains("{{"), "an unfilled placeholder");
-        assert_eq!(shown(&page), ["bp"]);
-        assert!(page.contains("You are number <strong id=\"pos\">1200</strong> in line"));
-        assert!(page.contains(">about 12 minutes<"), "no longest wait for a place");
-        assert!(page.len() < 8192, "{} bytes", page.len());
-
-        // A drawn turn: the size of the draw, the honest line, the expected and longest wait.
-        let page = queue_page(QUEUE_PAGE, &event_view(900, None));
-        assert!(!page.contains("{{"), "an unfilled placeholder");
-        assert_eq!(shown(&page), ["bd"]);
-        assert!(page.contains("drawn at random among <strong id=\"dn\">900</strong>"));
-        assert!(page.contains("everyone in the draw has the same chance"));
-        assert!(page.contains(">about 12 minutes (at most 25 minutes)<"));
-        assert!(page.len() < 8192, "{} bytes", page.len());
-
-        // Before the start, in arrival order, and drawn.
-        for (draw, order) in [(0, "in the order they arrived"), (900, "drawn at random")] {
-            let page = queue_page(QUEUE_PAGE, &event_view(draw, Some(11_045)));
-            assert!(!page.contains("{{"), "an unfilled placeholder");
-            assert_eq!(shown(&page), ["bs"]);
-            assert!(page.contains(
-                "Opens in <strong id=\"sn\" role=\"timer\" aria-live=\"off\">03:04:05</strong>"
-            ));
-            assert!(page.contains("has not started") && page.contains("place is kept"));
-            assert!(page.contains(order), "{order}");
-            assert!(page.contains("starts_in:'11045'"));
-            assert!(page.len() < 8192, "{} bytes", page.len());
-        }
-    }
-
-    #[test]
-    fn the_longest_wait_is_rounded_up() {
-        let text = |s| {
-            let mut v = event_view(5, None);
-            v.place.eta_max = Some(s);
-            queue_page("{{ETA_MAX_TEXT}}", &v)
-        };
-        assert_eq!(text(0), " (at most a minute)");
-        assert_eq!(text(59), " (at most a minute)");
-        assert_eq!(text(60), " (at most 1 minute)");
-        assert_eq!(text(61), " (at most 2 minutes)");
-        assert_eq!(text(5400), " (at most 90 minutes)");
-        assert_eq!(text(5401), " (at most 2 hours)");
-        assert_eq!(queue_page("{{ETA_MAX_TEXT}}", &event_view(0, None)), "");
+    fn a_referer_of_the_same_site_is_where_a_form_goes_back_to() {
+        let back = |r: &str| same_site_path(r.as_bytes(), b"shop.example");
+        assert_eq!(back("https://shop.example/cart?x=1#top").as_deref(), Some("/cart?x=1"));
+        assert_eq!(back("http://SHOP.example/").as_deref(), Some("/"));
+        assert_eq!(back("https://evil.example/cart"), None);
+        assert_eq!(back("https://shop.example.evil/cart"), None);
+        assert_eq!(back("https://shop.example//evil.example/"), None);
+        assert_eq!(back("https://shop.example/a\"b"), None);
+        assert_eq!(back("javascript:alert(1)"), None);
+        assert_eq!(back("https://shop.example"), None);
+        assert_eq!(with_room_arg("/a", "wr_check=1"), "/a?wr_check=1");
+        assert_eq!(with_room_arg("/a?b=1", "wr_check=1"), "/a?b=1&wr_check=1");
     }
 
     #[test]
@@ -383,14 +215,6 @@ mod tests {
     fn unknown_and_unclosed_placeholders_stay() {
         assert_eq!(fill("a {{X}} b {{", |_| None), "a {{X}} b {{");
         assert_eq!(fill("{{A}}{{A}}", |_| Some("1".into())), "11");
-    }
-
-    #[test]
-    fn words_for_waits() {
-        assert_eq!(eta_text(Some(0)), "less than a minute");
-        assert_eq!(eta_text(Some(60)), "about 1 minute");
-        assert_eq!(eta_text(Some(600)), "about 10 minutes");
-        assert_eq!(eta_text(Some(7200)), "about 2 hours");
     }
 
     #[test]
