@@ -255,7 +255,7 @@ is(code($r), 429, 'tpl: queue status 429');
 # before anyone has left, the estimate comes from the configuration: a visit of
 # 1.5 x idle (90s) and a sixth of claim_window (30s), for the one slot: 140s
 like(body($r), qr{^ROOM=tpl\ POS=1\ LEN=1\ ETA=about\ 2\ minutes\|1[45]\d\ REFRESH=10
-	\ API=&\#x2f;tpl-api&\#x2f;\ RAW=\{\{NOPE\}\}\ &lt;&amp;&gt;\n\z}x,
+	\ API=/tpl-api/\ RAW=\{\{NOPE\}\}\ &lt;&amp;&gt;\n\z}x,
 	'tpl: variables, escaped for HTML');
 like($r, qr/^Retry-After: 10\x0d?$/mi, 'tpl: Retry-After');
 like($r, qr/^Cache-Control: no-store/mi, 'tpl: no-store');

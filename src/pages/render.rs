@@ -283,6 +283,21 @@ impl Pages {
             }
         });
         env.add_filter("fill", fill);
+        // HTML escaping as nginx's own pages and the built-in templates expect it: `&`, `<`,
+        // `>`, quotes and backslashes (minijinja's default also escapes `/`, which makes
+        // every URL in an attribute hard to read).
+        env.set_formatter(|out, state, value| {
+            if state.auto_escape() == minijinja::AutoEscape::Html
+                && !value.is_safe()
+                && !value.is_none()
+                && !value.is_undefined()
+            {
+                out.write_str(&super::escape(&value.to_string()))?;
+                Ok(())
+            } else {
+                minijinja::escape_formatter(out, state, value)
+            }
+        });
         for (name, text) in BUILTIN {
             env.add_template(name, text).map_err(|e| template_error(&e))?;
         }

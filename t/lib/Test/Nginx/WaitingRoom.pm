@@ -26,11 +26,13 @@ use Test::Nginx qw/ http http_get /;
 
 # requests: HTTP/1.0 to 127.0.0.1:port(8080), as a browser loads a page (only
 # page loads may take a place in line), with the Cookie header only if a
-# cookie is given, and an X-Visitor header (for access logs) if one is
+# cookie is given, an X-Visitor header (for access logs) if one is, and an
+# Accept-Language header if a language is
 
 sub req {
-	my ($uri, $cookie, $visitor) = @_;
+	my ($uri, $cookie, $visitor, $lang) = @_;
 	my $c = defined $cookie ? "Cookie: $cookie\n" : '';
+	$c .= "Accept-Language: $lang\n" if defined $lang;
 	my $v = defined $visitor ? "X-Visitor: $visitor\n" : '';
 	return "GET $uri HTTP/1.0\nHost: localhost\n"
 		. "Accept: text/html,application/xhtml+xml,*/*;q=0.8\n"
