@@ -214,7 +214,7 @@ test('with model=random the page says among how many the turn is drawn', { timeo
         page.evaluate(() => document.getElementById('dn').textContent === '3'));
       assert.match((await headline(page)).text, /Your turn is drawn at random among 3 people waiting/);
       assert.match(h, /everyone in the draw has the same chance: refreshing or arriving early does not change it/);
-      assert.match(await page.title(), /^Drawn among 3 · /);
+      assert.match(await page.title(), /^You are in the draw · /);
       assert.match(await page.$eval('#eta', (e) => e.textContent), /^(being measured|about .+ \(at most .+\)|less than a minute.*)$/);
       const st = await (await fetch(`${nginx.base}/_wr_status`)).json();
       assert.equal(st.queue_length, 3);

@@ -34,7 +34,7 @@ at=b=='bs'?Date.now()+s*1000:null;
 set('so',n?T.order_draw:T.order_fifo);
 if(n&&$('dn').textContent!=String(n))put($('dt'),tx('drawn_among',n),'dn',n);
 if(d.position!=null)set('pos',d.position);
-D.title=(b=='bd'?n:'#'+$('pos').textContent)+' · '+ttl;clock()}
+D.title=(b=='bd'?T.in_draw.replace(/[.。]$/,''):'#'+$('pos').textContent)+' · '+ttl;clock()}
 function clock(){if(at!=null){var l=cdn(Math.max(0,Math.ceil((at-Date.now())/1000)));set('sn',l);D.title=tx('opens_in',0,l)+' · '+ttl}}
 function tick(){
 clock();if(busy||paused)return;
