@@ -140,7 +140,9 @@ my ($retry) = $r =~ /^Retry-After: (\d+)\s*$/m;
 ok($refresh && $refresh == $retry, 'queued: Refresh, as Retry-After');
 like($b, qr/\Q${\ fill($text{en}{reload_notice}, $refresh) }\E.*href="\/shop\?wr_reload=off"/s,
 	'queued: the reload is announced, with a way to stop it');
-is(code(http_get('/brand/logo.svg')), 200, 'the logo is outside the room');
+my $logo = http_get('/brand/logo.svg');
+ok(code($logo) == 200 && $logo =~ m!^Content-Type: image/svg\+xml!m,
+	'the logo is outside the room, as an image');
 
 # other languages
 

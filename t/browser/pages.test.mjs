@@ -14,60 +14,16 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { CONF_HEAD, Visitor, chromiumForFile, startNginx } from './harness.mjs';
+import { chromiumForFile } from './harness.mjs';
+import { fillRooms, holdTheSlot, startRooms } from './rooms.mjs';
 
 const require = createRequire(import.meta.url);
 const AXE = readFileSync(require.resolve('axe-core/axe.min.js'), 'utf8');
 const TEXTS = Object.fromEntries(['en', 'de'].map((l) => [l, JSON.parse(
   readFileSync(new URL(`../../src/pages/texts/${l}.json`, import.meta.url), 'utf8'))]));
-
-const utc = (ms) => new Date(ms).toISOString().replace(/\.\d+Z$/, 'Z');
-
-// Rooms for each page: q (a place in line), p (the same, checking seldom: a page without
-// JavaScript reloads every 30 s, not while axe-core looks at it), d (a draw), s (before the start), f (a line that
-// fills at once), c (closed), o (over).
-const CONF = (port) => `
-${CONF_HEAD}
-    waiting_room_zone zone=q:1m max_active=1;
-    waiting_room_zone zone=p:1m max_active=1 claim_window=10m;
-    waiting_room_zone zone=d:1m max_active=1 model=random claim_window=10m;
-    waiting_room_zone zone=s:1m max_active=5 start=${utc(Date.now() + 3 * 3600e3)};
-    waiting_room_zone zone=f:32k max_active=1;
-    waiting_room_zone zone=c:1m max_active=5 mode=reject;
-    waiting_room_zone zone=o:1m max_active=5 start=2020-01-01T00:00:00Z end=2020-01-02T00:00:00Z;
-
-    server {
-        listen 127.0.0.1:${port};
-        add_header X-WR $waiting_room_status always;
-
-        waiting_room_title  "Acme Spring Sale";
-        waiting_room_logo   /brand/logo.svg "Acme";
-        waiting_room_colors accent=#b0125b background=#fdf2f6;
-        waiting_room_message "Everything is 30% off until Sunday.";
-
-        location / { }
-        location /brand/ { }
-${['q', 'p', 'd', 's', 'f', 'c', 'o'].map((r) => `
-        location /${r}/ { waiting_room ${r} api=/${r}/_wr/; }
-        location /${r}/_wr/ { waiting_room_api ${r}; }`).join('')}
-
-        location = /_wr_status {
-            waiting_room_status q;
-        }
-    }
-}
-`;
-
-const FILES = {
-  'index.html': '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Shop</title></head>'
-    + '<body><h1>Shop</h1></body></html>\n',
-  'form.html': '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Order</title></head>'
-    + '<body><form method="post" action="/q/order"><input name="item" value="42">'
-    + '<button>Order</button></form></body></html>\n',
-};
 
 const chromium = chromiumForFile();
 
@@ -87,13 +43,7 @@ async function until(what, check, ms = 10000) {
 }
 
 async function withNginx(body) {
-  const nginx = await startNginx(CONF, FILES);
-  // The logo, outside the room, and the page the room's q protects.
-  mkdirSync(`${nginx.dir}/html/brand`, { recursive: true });
-  mkdirSync(`${nginx.dir}/html/q`);
-  writeFileSync(`${nginx.dir}/html/q/index.html`, FILES['index.html']);
-  writeFileSync(`${nginx.dir}/html/brand/logo.svg`, '<svg xmlns="http://www.w3.org/2000/svg" width="120" '
-    + 'height="32"><rect width="120" height="32" rx="6" fill="#b0125b"/></svg>\n');
+  const nginx = await startRooms();
   try {
     return await body(nginx);
   } finally {
@@ -113,13 +63,6 @@ async function withPage({ js = true, lang = 'en', width = 1280, dark = false } =
   } finally {
     await ctx.close();
   }
-}
-
-// Someone holds room `room`'s one slot.
-async function holdTheSlot(nginx, room) {
-  const inside = new Visitor(nginx.base, room);
-  assert.equal((await inside.get(`/${room}/`)).xwr, 'ADMITTED');
-  return inside;
 }
 
 async function leave(nginx, visitor, room) {
@@ -191,6 +134,7 @@ async function checkPage(nginx, page, p, { lang, js, width, dark }) {
   const main = await page.$eval('main', (e) => e.textContent);
   assert.ok(main.includes(TEXTS[lang][p.text]), main);
   assert.ok(main.includes('Acme Spring Sale'), 'the brand');
+  if (js) await until('the logo shows', () => page.$eval('img.logo', (e) => e.naturalWidth > 0));
   // axe-core needs timers, which a page without JavaScript does not run: it looks at what
   // that page shows (its <noscript> content, none of its scripts) in a page of its own.
   const view = js ? page : await shown(nginx, page, { width, dark });
@@ -214,16 +158,7 @@ async function shown(nginx, page, { width, dark }) {
 test('every page, in two languages, with and without JavaScript, on a phone and a desktop: '
   + 'axe-core finds nothing', { timeout: 300000 }, async (t) => {
   await withNginx(async (nginx) => {
-    await holdTheSlot(nginx, 'p');
-    await holdTheSlot(nginx, 'd');
-    // Two more in the draw, and the small room's line filled.
-    for (let i = 0; i < 2; i++) await new Visitor(nginx.base, 'd').get('/d/');
-    await holdTheSlot(nginx, 'f');
-    for (let i = 0; i < 5000; i++) {
-      const v = new Visitor(nginx.base, 'f');
-      if ((await v.get('/f/')).status === 503) break;
-      await v.get('/f/');
-    }
+    await fillRooms(nginx);
     let checked = 0;
     for (const p of PAGES) {
       for (const lang of ['en', 'de']) {

@@ -67,7 +67,8 @@ function pause(){
 paused=!paused;var b=$('pz');b.setAttribute('aria-pressed',paused?'true':'false');b.textContent=paused?T.resume:T.pause;
 $('st').className=paused?'st paused':'st';
 if(paused){clearTimeout(pt);set('cd',T.paused)}else poll()}
-var im=D.querySelector('img.logo');if(im&&!im.complete){var src=im.src;im.src='';im.src=src}
+// window.stop() also stopped the logo, if it was still loading: load it again.
+var im=D.querySelector('img.logo');if(im&&!im.naturalWidth){var src=im.src;im.src='';im.src=src}
 try{if(sessionStorage.wrlost){set('lost',T.place_lost_after);sessionStorage.wrlost=''}}catch(e){}
 $('st').hidden=false;$('pz').onclick=pause;
 show({starts_in:C.starts_in,draw:C.draw});tm=setInterval(tick,1000);
