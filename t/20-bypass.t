@@ -16,7 +16,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx qw/ :DEFAULT http http_get /;
-use Test::Nginx::WaitingRoom qw/ get first code body wr cookie status
+use Test::Nginx::WaitingRoom qw/ example get first code body wr cookie status
 	conf_test req /;
 
 ###############################################################################
@@ -60,15 +60,9 @@ for my $case (@bad) {
 
 # the example: one place inside, so that everyone else would wait
 
-my $example = slurp("$FindBin::Bin/../nginx-conf/bypass.conf");
+my $example = example('bypass.conf');
 $example =~ s/max_active=500/max_active=1/;
-$example =~ s/^\s*load_module\s[^;]*;[^\n]*\n//mg;
-$example =~ s/^(\s*worker_processes)\s+[^;]*;/$1 2;/m;
-$example =~ s/^(http\s*\{[^\n]*\n)/$1    %%TEST_GLOBALS_HTTP%%\n/m;
-$example =~ s/127\.0\.0\.1:8000\b/127.0.0.1:%%PORT_8080%%/g;
-$example =~ s/127\.0\.0\.1:8001\b/127.0.0.1:%%PORT_8081%%/g;
-$t->write_file_expand('nginx.conf', "%%TEST_GLOBALS%%\ndaemon off;\n\n"
-	. $example);
+$t->write_file_expand('nginx.conf', $example);
 $t->run();
 
 my $in = get('/shop');
@@ -321,13 +315,6 @@ sub wait_status {
 		select undef, undef, undef, 0.1;
 	}
 	return $st;
-}
-
-sub slurp {
-	my ($file) = @_;
-	open my $fh, '<', $file or die "Can't open $file: $!";
-	local $/;
-	return <$fh>;
 }
 
 ###############################################################################

@@ -16,7 +16,7 @@ use Test::More;
 use FindBin;
 use lib "$FindBin::Bin/lib";
 use Test::Nginx qw/ :DEFAULT http /;
-use Test::Nginx::WaitingRoom qw/ req get first code body wr cookie conf_test /;
+use Test::Nginx::WaitingRoom qw/ example req get first code body wr cookie conf_test /;
 
 ###############################################################################
 
@@ -78,13 +78,8 @@ for my $case (@bad) {
 
 # the example as shipped, one place inside; a closed room and a tiny one
 
-my $example = slurp("$FindBin::Bin/../nginx-conf/branded.conf");
+my $example = example('branded.conf');
 $example =~ s/max_active=500/max_active=1/;
-$example =~ s/^\s*load_module\s[^;]*;[^\n]*\n//mg;
-$example =~ s/^(\s*worker_processes)\s+[^;]*;/$1 2;/m;
-$example =~ s/^(http\s*\{[^\n]*\n)/$1    %%TEST_GLOBALS_HTTP%%\n/m;
-$example =~ s/127\.0\.0\.1:8000\b/127.0.0.1:%%PORT_8080%%/g;
-$example =~ s/127\.0\.0\.1:8001\b/127.0.0.1:%%PORT_8081%%/g;
 $example =~ s/\n\}\s*\z/\n$_\n}\n/ for <<'EOF';
     waiting_room_zone zone=shut:1m max_active=1 mode=reject;
     waiting_room_zone zone=tiny:32k max_active=1;
@@ -110,8 +105,7 @@ $example =~ s/\n\}\s*\z/\n$_\n}\n/ for <<'EOF';
         location /past/_wr/ { waiting_room_api past; }
     }
 EOF
-$t->write_file_expand('nginx.conf', "%%TEST_GLOBALS%%\ndaemon off;\n\n"
-	. $example);
+$t->write_file_expand('nginx.conf', $example);
 $t->run();
 
 my $in = get('/shop');

@@ -16,7 +16,7 @@ use strict;
 
 use base qw/ Exporter /;
 our @EXPORT_OK = qw/ req get first post api code body wr pos_of cookie json
-	status reload_to log_errors conf_test cookie_kind come_back /;
+	status reload_to log_errors conf_test cookie_kind come_back example /;
 
 use POSIX qw/ WNOHANG /;
 
@@ -265,6 +265,28 @@ sub rss {
 	open my $fh, '<', "/proc/$pid/statm" or return 0;
 	my (undef, $pages) = split ' ', scalar <$fh>;
 	return ($pages || 0) * 4096;
+}
+
+###############################################################################
+
+# example: the configuration nginx-conf/$name as the suite runs it: no
+# load_module (the harness's globals load the module), two workers, nginx in
+# the foreground, the harness's http globals, and the site (127.0.0.1:8000)
+# and its origin (:8001) on the ports of 8080 and 8081; ready for
+# write_file_expand()
+
+sub example {
+	my ($name) = @_;
+	require FindBin;
+	my $file = "$FindBin::Bin/../nginx-conf/$name";
+	open my $fh, '<', $file or die "Can't open $file: $!";
+	my $conf = do { local $/; <$fh> };
+	$conf =~ s/^\s*load_module\s[^;]*;[^\n]*\n//mg;
+	$conf =~ s/^(\s*worker_processes)\s+[^;]*;/$1 2;/m;
+	$conf =~ s/^(http\s*\{[^\n]*\n)/$1    %%TEST_GLOBALS_HTTP%%\n/m;
+	$conf =~ s/127\.0\.0\.1:8000\b/127.0.0.1:%%PORT_8080%%/g;
+	$conf =~ s/127\.0\.0\.1:8001\b/127.0.0.1:%%PORT_8081%%/g;
+	return "%%TEST_GLOBALS%%\ndaemon off;\n\n" . $conf;
 }
 
 ###############################################################################
