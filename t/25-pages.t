@@ -23,7 +23,7 @@ use Test::Nginx::WaitingRoom qw/ example req get first code body wr cookie conf_
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http proxy/)->plan(49);
+my $t = Test::Nginx->new()->has(qw/http proxy/)->plan(51);
 my $d = $t->testdir();
 
 $t->write_file('waiting_room.key', '0123456789abcdef' x 4 . "\n");
@@ -82,6 +82,7 @@ my $example = example('branded.conf');
 $example =~ s/max_active=500/max_active=1/;
 $example =~ s/\n\}\s*\z/\n$_\n}\n/ for <<'EOF';
     waiting_room_zone zone=shut:1m max_active=1 mode=reject;
+    waiting_room_zone zone=gone:1m max_active=1 queue_timeout=2s claim_window=1s;
     waiting_room_zone zone=tiny:32k max_active=1;
     waiting_room_zone zone=past:1m max_active=1
                       start=2020-01-01T00:00:00Z end=2020-01-02T00:00:00Z;
@@ -101,6 +102,8 @@ $example =~ s/\n\}\s*\z/\n$_\n}\n/ for <<'EOF';
         location /shut/_wr/ { waiting_room_api shut; }
         location /tiny/ { waiting_room tiny api=/tiny/_wr/; }
         location /tiny/_wr/ { waiting_room_api tiny; }
+        location /gone/ { waiting_room gone api=/gone/_wr/; }
+        location /gone/_wr/ { waiting_room_api gone; }
         location /past/ { waiting_room past api=/past/_wr/; }
         location /past/_wr/ { waiting_room_api past; }
     }
@@ -226,6 +229,21 @@ ok(code($r) == 503 && wr($r) eq 'OVER'
 $r = http(req('/past/p', undef, undef, 'de'), PeerAddr => addr(8082));
 ok(index(body($r), $text{de}{over_heading}) >= 0, 'over: German');
 
+# a ticket the line no longer holds (its page was away past queue_timeout): the
+# visitor goes to the back, and the page says why
+
+my $gone = sub { http(req('/gone/p', $_[0], undef, $_[1]), PeerAddr => addr(8082)) };
+my $g = cookie($gone->(), 'gone');
+$gone->($g);
+$g = cookie($gone->(), 'gone');
+$r = $gone->($g, 'en');
+my $old = cookie($r, 'gone') // $g;
+ok(wr($r) eq 'QUEUED' && lost_note($r) eq '', 'lost: in line, nothing lost yet');
+select undef, undef, undef, 4;
+$r = $gone->($old, 'en');
+ok(wr($r) eq 'ARRIVED' && lost_note($r) eq $text{en}{place_lost_after},
+	'lost: the page says the earlier place was lost');
+
 # the line is full
 
 my $tiny = sub { http(req('/tiny/p', $_[0], undef, $_[1]), PeerAddr => addr(8082)) };
@@ -260,6 +278,12 @@ sub fill {
 	my ($text, $n) = @_;
 	$text =~ s/\{n\}/$n/;
 	return $text;
+}
+
+sub lost_note {
+	my ($r) = @_;
+	return body($r) =~ m!<p class="note" id="lost" role="status">(.*?)</p>!s
+		? $1 : 'no note';
 }
 
 sub addr {

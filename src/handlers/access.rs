@@ -38,6 +38,7 @@ use crate::conf::{Bypass, Crawlers, Gate, LocConf, LogLevel, Module};
 use crate::core::layout::People;
 use crate::core::link;
 use crate::core::request::{is_known_crawler, is_navigation, prefers_json, Method};
+use crate::core::token::Kind as TokenKind;
 use crate::http::cookies;
 use crate::http::verdict::{self, Verdict};
 use crate::http::{self, str_bytes, Now};
@@ -127,6 +128,8 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
     }
     let now = http::now();
     let token = room.token(cookies::cookies(r, &room.cookie), now.wall_s);
+    // A ticket the line no longer holds: if this visit is sent to the back, the page says why.
+    let had_ticket = token.as_ref().is_some_and(|t| t.kind == TokenKind::Ticket);
     if token.is_some_and(|t| room.touch_live(&t, now.mono_ms)) {
         return passed(r, room_id);
     }
@@ -229,7 +232,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 let a = AppAnswer::new("queued", HELD_REFRESH_SECONDS).at(&place);
                 return a.send(r, lcf, lcf.queue_status);
             }
-            page::queue(r, lcf, &place, HELD_REFRESH_SECONDS, false)
+            page::queue(r, lcf, &place, HELD_REFRESH_SECONDS, page::Visit::default())
         }
         // A first contact: the back of the line, no place until the browser comes back with
         // the cookie (the page asks at once).
@@ -253,7 +256,8 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 let a = AppAnswer::new("arrived", 0).at(&place);
                 return a.send(r, lcf, lcf.queue_status);
             }
-            page::queue(r, lcf, &place, ARRIVAL_REFRESH_SECONDS, true)
+            let visit = page::Visit { arrival: true, lost: had_ticket };
+            page::queue(r, lcf, &place, ARRIVAL_REFRESH_SECONDS, visit)
         }
         Outcome::Queued { place, new_ticket } => {
             let position = place.position;
@@ -283,7 +287,7 @@ fn gate(r: &mut ngx_http_request_t, phase: Gate) -> ngx_int_t {
                 let a = AppAnswer::new("queued", refresh).at(&place);
                 return a.send(r, lcf, lcf.queue_status);
             }
-            page::queue(r, lcf, &place, refresh, false)
+            page::queue(r, lcf, &place, refresh, page::Visit::default())
         }
         Outcome::Limited => stop(r, lcf, room, Stop::Limited).unwrap_or_else(|| {
             let status = NGX_HTTP_TOO_MANY_REQUESTS as usize;

@@ -45,14 +45,23 @@ fn room_args(args: &[u8]) -> RoomArgs {
     a
 }
 
+/// Who the queue page is for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Visit {
+    /// A first contact without a place yet.
+    pub arrival: bool,
+    /// Sent to the back because the ticket they came with is no longer in line.
+    pub lost: bool,
+}
+
 /// The queue page (or what its arguments ask for) for a visitor at `place`, who checks again
-/// every `refresh` seconds; `arrival` for a first contact without a place yet.
+/// every `refresh` seconds.
 pub fn queue(
     r: &mut ngx_http_request_t,
     lcf: &LocConf,
     place: &Place,
     refresh: u64,
-    arrival: bool,
+    visit: Visit,
 ) -> ngx_int_t {
     let a = room_args(str_bytes(&r.args));
     if let Some(on) = a.reload {
@@ -64,12 +73,13 @@ pub fn queue(
         return back_to_page(r);
     }
     if a.check {
-        if arrival {
-            return send(r, lcf, Kind::Cookies, &Place::default(), 0, false, lcf.queue_status);
+        if visit.arrival {
+            let page = Page { kind: Kind::Cookies, refresh: 0, visit: Visit::default() };
+            return send(r, lcf, page, &Place::default(), lcf.queue_status);
         }
         return back_to_page(r);
     }
-    send(r, lcf, Kind::Queue, place, refresh, arrival, lcf.queue_status)
+    send(r, lcf, Page { kind: Kind::Queue, refresh, visit }, place, lcf.queue_status)
 }
 
 /// A page without a place: full, closed, over.
@@ -80,7 +90,8 @@ pub fn other(
     status: usize,
     retry_after: u64,
 ) -> ngx_int_t {
-    send(r, lcf, kind, &Place::default(), retry_after, false, status)
+    let page = Page { kind, refresh: retry_after, visit: Visit::default() };
+    send(r, lcf, page, &Place::default(), status)
 }
 
 /// The same URL without the room's arguments, by a `303`.
@@ -110,15 +121,22 @@ fn finish(
     NGX_DONE as ngx_int_t
 }
 
+/// Which page, checking again when, for whom.
+struct Page {
+    kind: Kind,
+    refresh: u64,
+    visit: Visit,
+}
+
 fn send(
     r: &mut ngx_http_request_t,
     lcf: &LocConf,
-    kind: Kind,
+    page: Page,
     place: &Place,
-    refresh: u64,
-    arrival: bool,
     status: usize,
 ) -> ngx_int_t {
+    let Page { kind, refresh, visit } = page;
+    let arrival = visit.arrival;
     let Some(pages) = lcf.pages.as_deref() else {
         return NGX_HTTP_INTERNAL_SERVER_ERROR as ngx_int_t;
     };
@@ -136,6 +154,7 @@ fn send(
         refresh,
         api: lcf.api(),
         arrival,
+        lost: visit.lost,
         reload_off,
         uri: &uri,
         form,

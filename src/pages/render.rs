@@ -258,6 +258,8 @@ pub struct View<'a> {
     pub api: &'a str,
     /// A first contact without a place yet: the page asks at once.
     pub arrival: bool,
+    /// Sent to the back: the ticket the visitor came with is no longer in line.
+    pub lost: bool,
     /// The visitor turned automatic reloading off (without JavaScript).
     pub reload_off: bool,
     /// The request's path and query, without the room's own arguments.
@@ -353,7 +355,7 @@ impl Pages {
         let views = [
             View { place: place(0, None), refresh: 5, api: "/_wr/", uri: "/", ..View::default() },
             View { place: Place::default(), arrival: true, uri: "/a?b", ..View::default() },
-            View { place: place(40, None), reload_off: true, ..View::default() },
+            View { place: place(40, None), reload_off: true, lost: true, ..View::default() },
             View { place: place(0, Some(90_000)), form: true, back: Some("/f"), ..View::default() },
         ];
         for &lang in &self.offered {
@@ -409,6 +411,7 @@ impl Pages {
             refresh => v.refresh,
             api => v.api,
             arrival => v.arrival,
+            lost => v.lost,
             reload_off => v.reload_off,
             uri => v.uri,
             reload_off_url => super::with_room_arg(v.uri, "wr_reload=off"),
