@@ -206,10 +206,14 @@ diag(sprintf "flood of 100000 in %.1f s", time() - $t0)
 
 # the flood is in the log, once, with its counts; not a line a request
 
+# (at most one line per 10 s interval: one for each interval the flood and the
+# request after it took, on a slow machine more than one)
+
+my $took = time() - $t0;
 my $log = $t->read_file('error.log');
 my @lines = $log =~ /^.*waiting room "p" (?:since it started|in the last).*$/mg;
-ok(@lines >= 1 && @lines <= 2, 'flood: logged once an interval')
-	or diag(scalar @lines);
+ok(@lines >= 1 && @lines <= 2 + int($took / 10), 'flood: logged once an interval')
+	or diag(scalar @lines . " lines in $took s");
 like($lines[0] // '', qr/of the first contacts, \d+ of \d{3,} sent to the line/,
 	'flood: the counts');
 
