@@ -3,7 +3,7 @@
 // Refresh header that serves browsers without JavaScript) and polls the API instead.
 window.stop();
 var C={{ {"api": api, "refresh": refresh, "arrival": arrival, "starts_in": starts_in, "draw": draw, "lang": lang, "back": back, "cookies": cookies_url}|tojson }},
-T={{ t|tojson }},
+T={{ t_json }},
 D=document,ttl=D.title,base=+C.refresh||5,wait=base,due=0,busy=0,paused=0,at=null,tm,pt,arr=C.arrival,
 PR=window.Intl&&Intl.PluralRules?new Intl.PluralRules(C.lang):null;
 function $(i){return D.getElementById(i)}
