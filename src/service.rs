@@ -341,14 +341,18 @@ impl Room {
         let signer = self.signer.as_ref()?;
         let mut cache = self.tokens.try_borrow_mut().ok();
         // A browser sends one; a request stuffed with copies should not buy many HMACs.
-        values.take(COOKIES_TRIED).find_map(|v| match cache.as_deref_mut() {
-            Some(cache) => cache.get(v, now_s).or_else(|| {
-                let t = signer.decode(v, now_s)?;
-                cache.put(v, t);
-                Some(t)
-            }),
-            None => signer.decode(v, now_s),
-        })
+        for v in values.take(COOKIES_TRIED) {
+            if let Some(t) = cache.as_deref().and_then(|c| c.get(v, now_s)) {
+                return Some(t);
+            }
+            if let Some(t) = signer.decode(v, now_s) {
+                if let Some(c) = cache.as_deref_mut() {
+                    c.put(v, t);
+                }
+                return Some(t);
+            }
+        }
+        None
     }
 
     /// The common case, a visitor inside coming back, checked without the zone's lock;

@@ -4,12 +4,34 @@ use nginx_sys::ngx_http_request_t;
 
 use super::{add_header, is_https};
 
-/// Every value of the cookie `name` in the request's `Cookie` headers.
+/// Every value of the cookie `name` in the request's `Cookie` headers, in order.
 pub fn cookies<'a>(
     r: &'a ngx_http_request_t,
     name: &'a str,
 ) -> impl Iterator<Item = &'a [u8]> + 'a {
-    cookie_headers(r).flat_map(move |v| crate::core::cookie::values(v, name.as_bytes()))
+    Values { headers: cookie_headers(r), rest: &[], name: name.as_bytes() }
+}
+
+/// The values of one cookie in a list of `Cookie` headers: a plain loop rather than a chain of
+/// adapters, as it runs on every request a room guards.
+struct Values<'a, H> {
+    headers: H,
+    /// What is left of the header being read.
+    rest: &'a [u8],
+    name: &'a [u8],
+}
+
+impl<'a, H: Iterator<Item = &'a [u8]>> Iterator for Values<'a, H> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        loop {
+            if let Some(v) = crate::core::cookie::next_value(&mut self.rest, self.name) {
+                return Some(v);
+            }
+            self.rest = self.headers.next()?;
+        }
+    }
 }
 
 /// The values of the request's `Cookie` headers: on nginx 1.23 and later, from the list nginx
