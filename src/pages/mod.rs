@@ -6,6 +6,7 @@
 //! * [`lang`]: the languages, their texts and plural rules, and `Accept-Language`.
 
 pub mod lang;
+mod memo;
 pub mod render;
 
 /// The script admitted pages include.

@@ -9,11 +9,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use minijinja::{context, Environment, UndefinedBehavior, Value as Jv};
 use serde_json::{Map, Value};
 
 use super::lang::{self, Lang, LANGUAGES};
+use super::memo::{Key, Memo};
 use super::Place;
 
 /// The kinds of page the room sends.
@@ -247,6 +249,8 @@ pub struct Pages {
     brand: Jv,
     /// The codes of the languages offered, for the templates.
     languages: Jv,
+    /// Pages made lately (see [`super::memo`]).
+    memo: Memo,
 }
 
 /// One language's texts, made once for every page.
@@ -362,7 +366,7 @@ impl Pages {
             background => settings.background.map(|c| c.to_string()),
         };
         let languages = Jv::from_serialize(offered.iter().map(|l| l.code()).collect::<Vec<_>>());
-        let pages = Pages { env, names, offered, texts, brand, languages };
+        let pages = Pages { env, names, offered, texts, brand, languages, memo: Memo::default() };
         if try_views {
             pages.try_every_view()?;
         }
@@ -389,7 +393,7 @@ impl Pages {
         for &lang in &self.offered {
             for kind in Kind::ALL {
                 for v in &views {
-                    self.render(kind, lang, v)?;
+                    self.make(kind, lang, v)?;
                 }
             }
         }
@@ -406,8 +410,29 @@ impl Pages {
         self.offered.len() > 1
     }
 
-    /// The page of `kind` for `v`, in `lang`.
-    pub fn render(&self, kind: Kind, lang: Lang, v: &View) -> Result<String, PageError> {
+    /// The page of `kind` for `v`, in `lang`: one kept from the same inputs, or made now.
+    pub fn render(&self, kind: Kind, lang: Lang, v: &View) -> Result<Arc<str>, PageError> {
+        // Everything a page is made from (taken apart whole: a new field must be added here).
+        let View { room, place, refresh, api, arrival, lost, reload_off, uri, form, back } = *v;
+        let Place { position, queue_length, eta, eta_max, draw, starts_in } = place;
+        let mut key = Key::default();
+        key.num(kind.index() as u64).str(lang.code()).str(room);
+        key.num(position).num(queue_length).opt(eta).opt(eta_max).num(draw).opt(starts_in);
+        key.num(refresh).str(api).flag(arrival).flag(lost).flag(reload_off).str(uri).flag(form);
+        match back {
+            Some(back) => key.flag(true).str(back),
+            None => key.flag(false),
+        };
+        if let Some(page) = self.memo.get(&key.0) {
+            return Ok(page);
+        }
+        let page: Arc<str> = Arc::from(self.make(kind, lang, v)?);
+        self.memo.put(key.0, Arc::clone(&page));
+        Ok(page)
+    }
+
+    /// The page of `kind` for `v`, in `lang`, made now.
+    fn make(&self, kind: Kind, lang: Lang, v: &View) -> Result<String, PageError> {
         let empty = Map::new();
         let texts = self.texts.get(&lang);
         let t = texts.map_or(&empty, |x| &x.map);
@@ -519,6 +544,27 @@ mod tests {
             uri: "/shop?a=1",
             ..View::default()
         }
+    }
+
+    #[test]
+    fn a_page_from_the_same_inputs_is_made_once() {
+        let pages = Pages::build(&PageSettings::default(), false).unwrap();
+        let render = |kind, lang, v: &View| pages.render(kind, lang, v).unwrap();
+        let a = render(Kind::Queue, Lang::EN, &view(0, None));
+        assert!(Arc::ptr_eq(&a, &render(Kind::Queue, Lang::EN, &view(0, None))));
+        assert_eq!(*a, *pages.make(Kind::Queue, Lang::EN, &view(0, None)).unwrap());
+        // Any input changed makes another page.
+        let mut moved = view(0, None);
+        moved.place.position += 1;
+        let b = render(Kind::Queue, Lang::EN, &moved);
+        assert_ne!(a, b);
+        let de = Lang::all().find(|l| l.code() == "de").unwrap();
+        assert_ne!(a, render(Kind::Queue, de, &view(0, None)));
+        assert_ne!(a, render(Kind::Full, Lang::EN, &view(0, None)));
+        let uri = View { uri: "/other", ..view(0, None) };
+        assert_ne!(a, render(Kind::Queue, Lang::EN, &uri));
+        let back = View { back: Some("/f"), form: true, ..view(0, None) };
+        assert_ne!(a, render(Kind::Queue, Lang::EN, &back));
     }
 
     /// The queue page's three headline blocks, and which one a view shows.
