@@ -94,18 +94,30 @@ fn fill(template: &str, value: impl Fn(&str) -> Option<String>) -> String {
 /// Escapes text for HTML content and attribute values.
 pub fn escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            '\\' => out.push_str("&#92;"),
-            c => out.push(c),
-        }
-    }
+    // Writing to a String cannot fail.
+    let _ = escape_into(&mut out, s);
     out
+}
+
+/// Writes `s` escaped as [`escape`] does, in runs between the bytes that need it (all ASCII,
+/// so every run ends on a character boundary): this runs over every text of every page.
+pub fn escape_into(out: &mut impl core::fmt::Write, s: &str) -> core::fmt::Result {
+    let mut from = 0;
+    for (at, b) in s.bytes().enumerate() {
+        let with = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            b'"' => "&quot;",
+            b'\'' => "&#39;",
+            b'\\' => "&#92;",
+            _ => continue,
+        };
+        out.write_str(&s[from..at])?;
+        out.write_str(with)?;
+        from = at + 1;
+    }
+    out.write_str(&s[from..])
 }
 
 /// Escapes text for the inside of a JavaScript string literal, quoted with `'` or `"`, that may

@@ -7,13 +7,16 @@
 //! for HTML text and attributes unless marked safe, and `tojson` writes a value for a script
 //! (and for JSON), safe inside an inline `<script>`.
 
-use std::collections::BTreeMap;
-use std::fmt;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::{self, Write as _};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use minijinja::value::{Enumerator, Object};
 use minijinja::{context, Environment, UndefinedBehavior, Value as Jv};
 use serde_json::{Map, Value};
 
+use super::escape_into;
 use super::lang::{self, Lang, LANGUAGES};
 use super::memo::{Key, Memo};
 use super::Place;
@@ -251,6 +254,8 @@ pub struct Pages {
     languages: Jv,
     /// Pages made lately (see [`super::memo`]).
     memo: Memo,
+    /// The size of the last page made of each kind.
+    sizes: [AtomicUsize; 5],
 }
 
 /// One language's texts, made once for every page.
@@ -262,7 +267,8 @@ struct Texts {
 
 impl Texts {
     fn new(map: Map<String, Value>) -> Texts {
-        let value = Jv::from_serialize(&map);
+        let by_name = map.iter().map(|(k, v)| (k.clone(), Jv::from_serialize(v))).collect();
+        let value = Jv::from_object(TextMap(by_name));
         // As `tojson` writes it: safe inside an inline <script> and an HTML attribute.
         let json = serde_json::to_string(&map)
             .unwrap_or_default()
@@ -271,6 +277,23 @@ impl Texts {
             .replace('&', "\\u0026")
             .replace('\'', "\\u0027");
         Texts { map, value, json: Jv::from_safe_string(json) }
+    }
+}
+
+/// A language's texts as the templates' `t`: found by hashing the name (a page looks up some
+/// sixty), where a map made by serde would compare it with one name after another.
+#[derive(Debug)]
+struct TextMap(HashMap<String, Jv>);
+
+impl Object for TextMap {
+    fn get_value(self: &Arc<Self>, key: &Jv) -> Option<Jv> {
+        self.0.get(key.as_str()?).cloned()
+    }
+
+    fn enumerate(self: &Arc<Self>) -> Enumerator {
+        let mut names: Vec<&str> = self.0.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        Enumerator::Values(names.into_iter().map(Jv::from).collect())
     }
 }
 
@@ -366,7 +389,16 @@ impl Pages {
             background => settings.background.map(|c| c.to_string()),
         };
         let languages = Jv::from_serialize(offered.iter().map(|l| l.code()).collect::<Vec<_>>());
-        let pages = Pages { env, names, offered, texts, brand, languages, memo: Memo::default() };
+        let pages = Pages {
+            env,
+            names,
+            offered,
+            texts,
+            brand,
+            languages,
+            memo: Memo::default(),
+            sizes: Default::default(),
+        };
         if try_views {
             pages.try_every_view()?;
         }
@@ -477,41 +509,30 @@ impl Pages {
         };
         let name = &self.names[kind.index()];
         let template = self.env.get_template(name).map_err(|e| template_error(&e))?;
-        template.render(ctx).map_err(|e| template_error(&e))
+        // Into a buffer as big as the last page of this kind, rather than one that grows.
+        let hint = &self.sizes[kind.index()];
+        let mut out = Vec::with_capacity(hint.load(Ordering::Relaxed) + 512);
+        template.render_captured_to(ctx, &mut out).map_err(|e| template_error(&e))?;
+        hint.store(out.len(), Ordering::Relaxed);
+        // minijinja writes only `str`s, so this never fails.
+        String::from_utf8(out).map_err(|e| PageError(e.to_string()))
     }
-}
-
-/// Writes `s` escaped for HTML text and attribute values, as [`super::escape`] does, without
-/// a copy.
-fn escape_into(out: &mut minijinja::Output, s: &str) -> core::fmt::Result {
-    let mut rest = s;
-    while let Some(at) = rest.find(['&', '<', '>', '"', '\'', '\\']) {
-        out.write_str(&rest[..at])?;
-        let (c, tail) = rest[at..].split_at(1);
-        out.write_str(match c {
-            "&" => "&amp;",
-            "<" => "&lt;",
-            ">" => "&gt;",
-            "\"" => "&quot;",
-            "'" => "&#39;",
-            _ => "&#92;",
-        })?;
-        rest = tail;
-    }
-    out.write_str(rest)
 }
 
 /// The `fill` filter: a text with `{n}` replaced by markup (`{{ t.number_in_line|fill(m) }}`),
 /// the text escaped for HTML and the markup kept as it is.
-fn fill(text: String, markup: Jv) -> Jv {
-    let esc = |s: &str| super::escape(s);
-    let inner = if markup.is_safe() { markup.to_string() } else { esc(&markup.to_string()) };
-    let mut out = String::new();
-    let mut parts = text.splitn(2, "{n}");
-    out.push_str(&esc(parts.next().unwrap_or_default()));
-    if let Some(rest) = parts.next() {
-        out.push_str(&inner);
-        out.push_str(&esc(rest));
+fn fill(text: &str, markup: Jv) -> Jv {
+    let mut out = String::with_capacity(text.len() + 64);
+    let (before, after) = text.split_once("{n}").unwrap_or((text, ""));
+    // Writing to a String cannot fail.
+    let _ = escape_into(&mut out, before);
+    if text.contains("{n}") {
+        let _ = match markup.as_str() {
+            Some(m) if markup.is_safe() => out.write_str(m),
+            Some(m) => escape_into(&mut out, m),
+            None => escape_into(&mut out, &markup.to_string()),
+        };
+        let _ = escape_into(&mut out, after);
     }
     Jv::from_safe_string(out)
 }
@@ -738,7 +759,7 @@ mod speed {
         let n = 5000;
         let t = std::time::Instant::now();
         for _ in 0..n {
-            std::hint::black_box(pages.render(Kind::Queue, Lang::EN, &v).unwrap());
+            std::hint::black_box(pages.make(Kind::Queue, Lang::EN, &v).unwrap());
         }
         println!("{:.1} us per page", t.elapsed().as_secs_f64() * 1e6 / f64::from(n));
     }
