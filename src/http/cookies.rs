@@ -13,7 +13,8 @@ pub fn cookies<'a>(
 }
 
 /// The values of one cookie in a list of `Cookie` headers: a plain loop rather than a chain of
-/// adapters, as it runs on every request a room guards.
+/// adapters, as it runs on every request a room guards. Fused: once it has said `None`, so
+/// have the headers (a list that ends stays ended), and so does it.
 struct Values<'a, H> {
     headers: H,
     /// What is left of the header being read.

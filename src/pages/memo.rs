@@ -7,11 +7,15 @@
 //! place, line and estimate have not moved since the page last reloaded. Anything else is
 //! made afresh, as before.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
-/// How many pages one location's pages keep, in each worker process (a queue page is some
-/// 14 KB: about 450 KB when all are used).
+/// How many pages one set of pages (the built-in one, or a location's own) keeps in each
+/// worker process. A queue page is some 14 KB and a key some 150 bytes and the URI: at most
+/// about 550 KB a set, with the longest keys kept.
 pub const SLOTS: usize = 32;
+
+/// The longest key kept: a page for a longer URI is made each time.
+pub const LONGEST_KEY: usize = 2048;
 
 /// The pages kept: a ring, the oldest replaced first.
 #[derive(Default)]
@@ -28,14 +32,15 @@ struct Ring {
 impl Memo {
     /// The page made from `key`, if it is kept.
     pub fn get(&self, key: &[u8]) -> Option<Arc<str>> {
-        // A poisoned lock (a panic while it was held, which nothing here does) keeps nothing.
-        let ring = self.inner.lock().ok()?;
+        // Nothing here panics while holding the lock, and the ring is whole between any two
+        // of its statements: a poisoned lock's ring is as good as any.
+        let ring = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         ring.slots.iter().find(|(k, _)| k.as_slice() == key).map(|(_, page)| Arc::clone(page))
     }
 
     /// Keeps `page`, made from `key`, in place of the oldest.
     pub fn put(&self, key: Vec<u8>, page: Arc<str>) {
-        let Ok(mut ring) = self.inner.lock() else { return };
+        let mut ring = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
         if ring.slots.len() < SLOTS {
             ring.slots.push((key, page));
         } else {
@@ -52,6 +57,10 @@ impl Memo {
 pub struct Key(pub Vec<u8>);
 
 impl Key {
+    pub fn with_capacity(n: usize) -> Key {
+        Key(Vec::with_capacity(n))
+    }
+
     pub fn num(&mut self, n: u64) -> &mut Self {
         self.0.extend_from_slice(&n.to_le_bytes());
         self

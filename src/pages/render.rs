@@ -18,7 +18,7 @@ use serde_json::{Map, Value};
 
 use super::escape_into;
 use super::lang::{self, Lang, LANGUAGES};
-use super::memo::{Key, Memo};
+use super::memo::{self, Key, Memo};
 use super::Place;
 
 /// The kinds of page the room sends.
@@ -281,7 +281,7 @@ impl Texts {
 }
 
 /// A language's texts as the templates' `t`: found by hashing the name (a page looks up some
-/// sixty), where a map made by serde would compare it with one name after another.
+/// sixty), where the sorted map serde would make compares it with several names each time.
 #[derive(Debug)]
 struct TextMap(HashMap<String, Jv>);
 
@@ -447,7 +447,7 @@ impl Pages {
         // Everything a page is made from (taken apart whole: a new field must be added here).
         let View { room, place, refresh, api, arrival, lost, reload_off, uri, form, back } = *v;
         let Place { position, queue_length, eta, eta_max, draw, starts_in } = place;
-        let mut key = Key::default();
+        let mut key = Key::with_capacity(128 + room.len() + api.len() + uri.len());
         key.num(kind.index() as u64).str(lang.code()).str(room);
         key.num(position).num(queue_length).opt(eta).opt(eta_max).num(draw).opt(starts_in);
         key.num(refresh).str(api).flag(arrival).flag(lost).flag(reload_off).str(uri).flag(form);
@@ -455,11 +455,17 @@ impl Pages {
             Some(back) => key.flag(true).str(back),
             None => key.flag(false),
         };
-        if let Some(page) = self.memo.get(&key.0) {
-            return Ok(page);
+        // A long URI (up to nginx's large header buffers) is seldom seen twice: not kept.
+        let keep = key.0.len() <= memo::LONGEST_KEY;
+        if keep {
+            if let Some(page) = self.memo.get(&key.0) {
+                return Ok(page);
+            }
         }
         let page: Arc<str> = Arc::from(self.make(kind, lang, v)?);
-        self.memo.put(key.0, Arc::clone(&page));
+        if keep {
+            self.memo.put(key.0, Arc::clone(&page));
+        }
         Ok(page)
     }
 
@@ -521,7 +527,15 @@ impl Pages {
 
 /// The `fill` filter: a text with `{n}` replaced by markup (`{{ t.number_in_line|fill(m) }}`),
 /// the text escaped for HTML and the markup kept as it is.
-fn fill(text: &str, markup: Jv) -> Jv {
+fn fill(text: Jv, markup: Jv) -> Jv {
+    let owned;
+    let text = match text.as_str() {
+        Some(t) => t,
+        None => {
+            owned = text.to_string();
+            &owned
+        }
+    };
     let mut out = String::with_capacity(text.len() + 64);
     let (before, after) = text.split_once("{n}").unwrap_or((text, ""));
     // Writing to a String cannot fail.
@@ -586,6 +600,21 @@ mod tests {
         assert_ne!(a, render(Kind::Queue, Lang::EN, &uri));
         let back = View { back: Some("/f"), form: true, ..view(0, None) };
         assert_ne!(a, render(Kind::Queue, Lang::EN, &back));
+        // A page for a very long URI is made each time, the same.
+        let long = format!("/{}", "x".repeat(memo::LONGEST_KEY));
+        let long = View { uri: &long, ..view(0, None) };
+        let l1 = render(Kind::Queue, Lang::EN, &long);
+        let l2 = render(Kind::Queue, Lang::EN, &long);
+        assert!(!Arc::ptr_eq(&l1, &l2) && l1 == l2);
+    }
+
+    #[test]
+    fn fill_takes_any_value_as_its_text() {
+        assert_eq!(fill(Jv::from("a < {n}!"), Jv::from("<b>")).to_string(), "a &lt; &lt;b&gt;!");
+        let safe = Jv::from_safe_string("<b>".into());
+        assert_eq!(fill(Jv::from("{n} left"), safe).to_string(), "<b> left");
+        assert_eq!(fill(Jv::from(5), Jv::from("x")).to_string(), "5", "no {{n}}: the text alone");
+        assert_eq!(fill(Jv::from("{n}"), Jv::from(7)).to_string(), "7");
     }
 
     /// The queue page's three headline blocks, and which one a view shows.
