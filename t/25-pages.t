@@ -23,7 +23,7 @@ use Test::Nginx::WaitingRoom qw/ example req get first code body wr cookie conf_
 select STDERR; $| = 1;
 select STDOUT; $| = 1;
 
-my $t = Test::Nginx->new()->has(qw/http proxy/)->plan(51);
+my $t = Test::Nginx->new()->has(qw/http proxy/)->plan(52);
 my $d = $t->testdir();
 
 $t->write_file('waiting_room.key', '0123456789abcdef' x 4 . "\n");
@@ -208,6 +208,11 @@ $r = http("POST /shop/order HTTP/1.0\nHost: localhost\nCookie: $ticket\n"
 	. "Sec-Fetch-Mode: navigate\nSec-Fetch-Dest: document\n\n");
 ok(index(body($r), $text{en}{form_not_sent}) >= 0 && $r !~ /url=/
 	&& body($r) !~ /evil/, 'form: another site\'s page is not gone back to');
+$r = http("POST /shop/order HTTP/1.0\nHost: localhost\nCookie: $ticket\n"
+	. "Referer: http://localhost/_wr/position\nContent-Length: 0\n"
+	. "Sec-Fetch-Mode: navigate\nSec-Fetch-Dest: document\n\n");
+ok(index(body($r), $text{en}{form_not_sent}) >= 0 && $r !~ /url=/
+	&& body($r) !~ /_wr\/position/, 'form: the room\'s own API is not gone back to');
 
 # the closed page: the site's own, in two languages, with the look
 

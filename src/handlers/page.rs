@@ -144,7 +144,10 @@ fn send(
     let uri = String::from_utf8_lossy(&link::without_arg(str_bytes(&r.unparsed_uri))).into_owned();
     let form = r.method as u32 == NGX_HTTP_POST;
     let back = match (form, http::header_in(r, "referer"), http::header_in(r, "host")) {
-        (true, Some(referer), Some(host)) => same_site_path(referer, host),
+        // Not the room's own API (a page's check): that is no form to go back to.
+        (true, Some(referer), Some(host)) => {
+            same_site_path(referer, host).filter(|p| !p.starts_with(lcf.api()))
+        }
         _ => None,
     };
     let reload_off = cookies::cookies(r, RELOAD_COOKIE).any(|v| v == b"off");
