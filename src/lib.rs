@@ -67,14 +67,11 @@ mod wiring {
         if rc != nginx_sys::NGX_OK as ngx_int_t {
             return rc;
         }
-        // Without a room, no response is looked at; without a location that inserts the
-        // heartbeat, no response body. (Locations are merged before postconfiguration.)
+        // Without a room, no response is looked at.
         // SAFETY: postconfiguration's `cf` is the http block's.
         match Module::main_conf(unsafe { &*cf }) {
             Some(mcf) if mcf.rooms().next().is_some() => {
-                if mcf.inserts_heartbeat {
-                    handlers::inject::register();
-                }
+                handlers::inject::register();
                 handlers::origin::register()
             }
             _ => nginx_sys::NGX_OK as ngx_int_t,
@@ -99,12 +96,6 @@ mod wiring {
         let rv = conf::check_location(cf, lcf);
         if rv != NGX_CONF_OK {
             return rv;
-        }
-        if lcf.insert_heartbeat == 1 {
-            // SAFETY: a merge callback's `cf` is within the http block.
-            if let Some(mcf) = Module::main_conf_mut(unsafe { &*cf }) {
-                mcf.inserts_heartbeat = true;
-            }
         }
         let endpoint = lcf.endpoint;
         if let Some((endpoint, clcf)) = endpoint.zip(lcf.core_conf()) {

@@ -83,9 +83,6 @@ pub struct MainConf {
     pub(super) secret: Option<Vec<u8>>,
     pub(super) secret_file: Option<String>,
     pub(super) apis: Vec<ApiLocation>,
-    /// Some location inserts the heartbeat (`waiting_room_insert_heartbeat on`): only then
-    /// does the response body filter that does it join nginx's chain.
-    pub inserts_heartbeat: bool,
 }
 
 impl MainConf {
