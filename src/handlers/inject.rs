@@ -51,14 +51,21 @@ pub fn register() -> ngx_int_t {
 }
 
 unsafe extern "C" fn header_filter(r: *mut ngx_http_request_t) -> ngx_int_t {
-    // A failure here leaves the page as it is.
-    let _ = guard::catch(|| {
-        // SAFETY: nginx calls header filters with a live request.
-        let r = unsafe { &mut *r };
-        if let Some(tag) = wanted(r) {
-            prepare(r, &tag);
-        }
-    });
+    // Most responses come from a location that inserts nothing: that is seen first, cheaply.
+    // (The filter is in nginx's chain whatever the configuration: the chain is global, and a
+    // reload that fails would leave the one its configuration built.)
+    // SAFETY: nginx calls header filters with a live request.
+    let on = Module::location_conf(unsafe { &*r }).is_some_and(|l| l.insert_heartbeat == 1);
+    if on {
+        // A failure here leaves the page as it is.
+        let _ = guard::catch(|| {
+            // SAFETY: as above.
+            let r = unsafe { &mut *r };
+            if let Some(tag) = wanted(r) {
+                prepare(r, &tag);
+            }
+        });
+    }
     // SAFETY: the filter that was on top when ours was put there; set once, before any request.
     match unsafe { NEXT_HEADER } {
         // SAFETY: as above, with the request nginx gave us.
@@ -122,14 +129,22 @@ fn prepare(r: &mut ngx_http_request_t, tag: &str) {
 }
 
 unsafe extern "C" fn body_filter(r: *mut ngx_http_request_t, input: *mut ngx_chain_t) -> ngx_int_t {
-    let out = guard::catch(|| {
-        // SAFETY: nginx calls body filters with a live request and its chain.
-        let r = unsafe { &mut *r };
-        append(r, input)
-    })
-    .ok()
-    .flatten()
-    .unwrap_or(input);
+    // Only a response the header filter readied has our context: the others pass at once.
+    // SAFETY: nginx calls body filters with a live request, whose context array has a slot
+    // for each http module.
+    let readied = unsafe { !(*(*r).ctx.add(Module::module().ctx_index)).is_null() };
+    let out = if readied {
+        guard::catch(|| {
+            // SAFETY: as above, and the chain nginx passed.
+            let r = unsafe { &mut *r };
+            append(r, input)
+        })
+        .ok()
+        .flatten()
+        .unwrap_or(input)
+    } else {
+        input
+    };
     // SAFETY: as in `header_filter`.
     match unsafe { NEXT_BODY } {
         // SAFETY: as above, with the request nginx gave us and a chain of the same buffers.

@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 /// about 550 KB a set, with the longest keys kept.
 pub const SLOTS: usize = 32;
 
-/// The longest key kept: a page for a longer URI is made each time.
+/// The longest key kept (the URI and a form's page make most of it): a page with a longer
+/// one is made each time.
 pub const LONGEST_KEY: usize = 2048;
 
 /// The pages kept: a ring, the oldest replaced first.
