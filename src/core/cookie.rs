@@ -1,6 +1,6 @@
 //! The values of one cookie in a `Cookie` header (`name=value; name2=value2`). This runs on
 //! every request a room guards: the separators are found by `memchr` (whole words at a time),
-//! and a pair that is not the room's is skipped without trimming it.
+//! and a pair that is not the room's is skipped without trimming its end.
 
 /// Every value of the cookie `name` in one `Cookie` header's `value`, in order, trimmed of
 /// spaces and tabs.
