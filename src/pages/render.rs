@@ -537,16 +537,20 @@ fn fill(text: Jv, markup: Jv) -> Jv {
         }
     };
     let mut out = String::with_capacity(text.len() + 64);
-    let (before, after) = text.split_once("{n}").unwrap_or((text, ""));
     // Writing to a String cannot fail.
-    let _ = escape_into(&mut out, before);
-    if text.contains("{n}") {
-        let _ = match markup.as_str() {
-            Some(m) if markup.is_safe() => out.write_str(m),
-            Some(m) => escape_into(&mut out, m),
-            None => escape_into(&mut out, &markup.to_string()),
-        };
-        let _ = escape_into(&mut out, after);
+    match text.split_once("{n}") {
+        Some((before, after)) => {
+            let _ = escape_into(&mut out, before);
+            let _ = match markup.as_str() {
+                Some(m) if markup.is_safe() => out.write_str(m),
+                Some(m) => escape_into(&mut out, m),
+                None => escape_into(&mut out, &markup.to_string()),
+            };
+            let _ = escape_into(&mut out, after);
+        }
+        None => {
+            let _ = escape_into(&mut out, text);
+        }
     }
     Jv::from_safe_string(out)
 }
